@@ -1,0 +1,222 @@
+//! A queue's log over HTTP: `GET /api/queues/{id}/log` (the file as text: whole, `?tail=N`, or
+//! byte ranges) and `GET /api/queues/{id}/log/stream` (server-sent events, resumable).
+//!
+//! The stream replays `queue.log` from the asked-for offset, then follows the live writer; every
+//! `log` event carries whole lines and its id is the byte offset after them. Once the queue is
+//! finished and everything is sent, an `end` event carries the outcome, so a finished queue
+//! streams the same way as a live one.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::sse::Event;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+use tower_http::services::ServeFile;
+
+use super::AppState;
+use super::error::ApiError;
+use super::events::{resume_point, sse_response};
+use super::queues::parse_id;
+use crate::logs::{Batch, FollowError, FollowItem, LogFollower};
+use crate::model::{Change, QueueId, Status};
+use crate::store::Store;
+
+/// The most lines `?tail=` returns.
+const MAX_TAIL: usize = 100_000;
+
+/// `GET /api/queues/{id}/log[?tail=N]`: `text/plain`; `Range: bytes=` is honoured (206/416).
+pub async fn text(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&raw)?;
+    let tail = tail_param(&params)?;
+    if state.store.get(&id).await?.is_none() {
+        return Err(ApiError::not_found(format!("queue {id}")));
+    }
+    if let Some(lines) = tail {
+        let hub = state.logs.clone();
+        let bytes = tokio::task::spawn_blocking(move || hub.tail(&id, lines))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
+        return Ok(plain_text(Body::from(bytes)));
+    }
+    let path = state.logs.path(&id);
+    if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
+        return Ok(plain_text(Body::empty()));
+    }
+    let mut response = ServeFile::new_with_mime(&path, &mime_guess::mime::TEXT_PLAIN_UTF_8)
+        .try_call(request)
+        .await
+        .map_err(ApiError::internal)?
+        .map(Body::new);
+    // The file grows while a queue runs: always revalidate.
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+fn tail_param(params: &HashMap<String, String>) -> Result<Option<usize>, ApiError> {
+    if let Some(other) = params.keys().find(|k| k.as_str() != "tail") {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("unknown query parameter {other:?}: only tail=N is accepted"),
+            Some(other),
+        ));
+    }
+    let Some(raw) = params.get("tail") else {
+        return Ok(None);
+    };
+    raw.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n <= MAX_TAIL)
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!("tail {raw:?}: use a whole number of lines from 0 to {MAX_TAIL}"),
+                Some("tail"),
+            )
+        })
+}
+
+fn plain_text(body: Body) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// `GET /api/queues/{id}/log/stream[?from=OFFSET]`: `log` events, then `end`.
+pub async fn stream(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&raw)?;
+    let from = resume_point(&headers, &params, "byte offset")?.unwrap_or(0);
+    // Subscribe to the change feed before reading the status: no transition falls between.
+    let changes = state.store.subscribe();
+    let view = state
+        .store
+        .get(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("queue {id}")))?;
+    let follower = state
+        .logs
+        .subscribe(&id, from)
+        .map_err(|e| match e {
+            FollowError::Io(e) => ApiError::internal(e),
+            e => ApiError::bad_request("invalid_offset", e.to_string(), Some("from")),
+        })?;
+    let follow = Follow {
+        id,
+        follower,
+        changes,
+        store: state.store.clone(),
+        status: view.queue.status,
+        idle: false,
+        done: false,
+        shutdown: state.shutdown.clone(),
+    };
+    let events = futures_util::stream::unfold(follow, |mut follow| async move {
+        let event = follow.next_event().await?;
+        Some((event, follow))
+    });
+    Ok(sse_response(events))
+}
+
+/// One client following one queue's log.
+struct Follow {
+    id: QueueId,
+    follower: LogFollower,
+    changes: broadcast::Receiver<Change>,
+    store: Store,
+    /// The queue's status as last seen in the store.
+    status: Status,
+    /// The client has every line there is and no writer is open.
+    idle: bool,
+    done: bool,
+    shutdown: CancellationToken,
+}
+
+impl Follow {
+    /// The next event; `None` ends the stream (after `end`, on shutdown, or when the queue is
+    /// deleted).
+    async fn next_event(&mut self) -> Option<Event> {
+        loop {
+            if self.done || self.shutdown.is_cancelled() {
+                return None;
+            }
+            if self.idle && self.status.is_terminal() {
+                self.done = true;
+                let data = json!({ "status": self.status });
+                return Some(Event::default().event("end").data(data.to_string()));
+            }
+            tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => return None,
+                item = self.follower.next() => match item {
+                    FollowItem::Batch(batch) => {
+                        self.idle = false;
+                        return Some(log_event(batch));
+                    }
+                    FollowItem::Idle => self.idle = true,
+                    FollowItem::Failed(e) => {
+                        tracing::warn!(queue = %self.id, error = %e, "reading the log for an SSE client failed");
+                        return None;
+                    }
+                },
+                received = self.changes.recv() => match received {
+                    Ok(change) if change.queue == self.id && change.task.is_none() => {
+                        match change.to {
+                            Some(to) => self.status = to,
+                            None => return None,
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(_)) => match self.store.get(&self.id).await {
+                        Ok(Some(view)) => self.status = view.queue.status,
+                        Ok(None) => return None,
+                        Err(e) => {
+                            tracing::warn!(queue = %self.id, error = %e, "reading the queue for an SSE client failed");
+                            return None;
+                        }
+                    },
+                    Err(RecvError::Closed) => return None,
+                },
+            }
+        }
+    }
+}
+
+/// A `log` event: one `data:` field per line, id = the offset after the last line.
+fn log_event(batch: Batch) -> Event {
+    // SSE ends a field at `\r`; the writer never writes one, but a file edited by hand may hold
+    // some.
+    let text = if batch.text.contains('\r') {
+        batch.text.replace('\r', "")
+    } else {
+        batch.text
+    };
+    Event::default()
+        .event("log")
+        .id(batch.end_offset.to_string())
+        .data(text)
+}

@@ -1,0 +1,70 @@
+//! The HTTP surface: every route in one `router`, handlers grouped by resource.
+//!
+//! - `queues`   enqueue, list, get, abort, delete
+//! - `validate` parsing an enqueue request at the edge
+//! - `error`    the one error type; `json` our JSON extractor with error bodies
+
+pub mod error;
+pub mod json;
+pub mod queues;
+pub mod validate;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::logs::LogHub;
+use crate::report::Reports;
+use crate::store::Store;
+use crate::worker::WorkerHandle;
+use error::ApiError;
+
+/// Cheap handles shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub logs: LogHub,
+    pub reports: Reports,
+    pub worker: WorkerHandle,
+    /// Cancelled when the server shuts down: SSE streams end on it.
+    pub shutdown: CancellationToken,
+}
+
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config.api.max_body;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/api/queues", post(queues::enqueue).get(queues::list))
+        .route("/api/queues/{id}", get(queues::get).delete(queues::delete))
+        .route("/api/queues/{id}/abort", post(queues::abort))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such route: see the API table in the README",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method: see the API table in the README",
+    )
+}

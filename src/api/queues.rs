@@ -1,0 +1,253 @@
+//! `/api/queues`: enqueue, list, inspect, abort, delete.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use super::json::ApiJson;
+use super::validate;
+use crate::model::{Queue, QueueId, Status, Task, rfc3339};
+use crate::store::{Enqueued, QueueView};
+
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 500;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnqueueBody {
+    pub id: Option<String>,
+    pub repo: String,
+    pub branch: Option<String>,
+    pub commit: Option<String>,
+    pub environment: String,
+    pub scenarios: Option<Vec<String>>,
+    pub priority: Option<i32>,
+}
+
+pub fn parse_id(raw: &str) -> Result<QueueId, ApiError> {
+    QueueId::parse(raw).map_err(|e| {
+        ApiError::bad_request("invalid_id", format!("queue id {raw:?}: {e}"), Some("id"))
+    })
+}
+
+/// The JSON of a queue; `tasks` only when given.
+pub fn queue_json(state: &AppState, q: &Queue, tasks: Option<&[Task]>) -> Value {
+    let r = &q.request;
+    let mut v = json!({
+        "id": q.id,
+        "status": q.status,
+        "repo": r.repo,
+        "branch": r.branch,
+        "commit": r.commit,
+        "environment": r.environment,
+        "scenarios": r.scenarios,
+        "priority": r.priority,
+        "created_at": rfc3339(q.created_at),
+        "started_at": q.started_at.map(rfc3339),
+        "finished_at": q.finished_at.map(rfc3339),
+        "attempt": q.attempt,
+        "error": q.error,
+    });
+    if q.status == Status::Waiting {
+        v["waiting_reason"] = json!(state.worker.waiting_reason(q, &state.config));
+    }
+    if let Some(tasks) = tasks {
+        v["tasks"] = tasks
+            .iter()
+            .map(|t| {
+                json!({
+                    "id": t.id,
+                    "scenario": t.scenario,
+                    "status": t.status,
+                    "error": t.error,
+                    "started_at": t.started_at.map(rfc3339),
+                    "finished_at": t.finished_at.map(rfc3339),
+                    "tests": t.tests,
+                })
+            })
+            .collect();
+    }
+    v
+}
+
+fn view_json(state: &AppState, view: &QueueView) -> Value {
+    queue_json(state, &view.queue, Some(&view.tasks))
+}
+
+pub async fn enqueue(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<EnqueueBody>,
+) -> Result<Response, ApiError> {
+    let (id, request) = validate::enqueue(&body, &state.config)?;
+    let (status, view) = match state.store.enqueue(id, request).await? {
+        Enqueued::Created(v) => (StatusCode::CREATED, v),
+        Enqueued::Existing(v) => (StatusCode::OK, v),
+    };
+    let location = format!("/api/queues/{}", view.queue.id);
+    let mut response = (status, Json(view_json(&state, &view))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(response)
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let mut status = None;
+    let mut limit = DEFAULT_LIMIT;
+    let mut cursor = None;
+    for (key, value) in &params {
+        match key.as_str() {
+            "status" if !value.is_empty() => {
+                status = Some(value.parse::<Status>().map_err(|e| {
+                    ApiError::bad_request("invalid_query", e.to_string(), Some("status"))
+                })?)
+            }
+            "status" => {}
+            "limit" => {
+                limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "invalid_query",
+                            format!("limit {value:?}: use a whole number from 1 to {MAX_LIMIT}"),
+                            Some("limit"),
+                        )
+                    })?
+            }
+            "cursor" => {
+                cursor = Some(value.parse::<u64>().map_err(|_| {
+                    ApiError::bad_request(
+                        "invalid_query",
+                        format!("cursor {value:?}: pass back the next_cursor of the previous page"),
+                        Some("cursor"),
+                    )
+                })?)
+            }
+            other => {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    format!("unknown query parameter {other:?}: use status, limit or cursor"),
+                    Some(other),
+                ));
+            }
+        }
+    }
+    let page = state.store.list(status, limit, cursor).await?;
+    let items: Vec<Value> = page
+        .items
+        .iter()
+        .map(|q| queue_json(&state, q, None))
+        .collect();
+    Ok(Json(json!({
+        "items": items,
+        "next_cursor": page.next_cursor.map(|c| c.to_string()),
+    })))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&raw)?;
+    let view = state
+        .store
+        .get(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("queue {id}")))?;
+    Ok(Json(view_json(&state, &view)))
+}
+
+pub async fn abort(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&raw)?;
+    stop(&state, &id).await?;
+    let view = state
+        .store
+        .get(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("queue {id}")))?;
+    Ok(Json(view_json(&state, &view)))
+}
+
+/// Aborts a waiting queue at once; stops a running one and waits until its processes are gone
+/// and it is recorded `aborted` (bounded by the kill grace period plus a margin).
+async fn stop(state: &AppState, id: &QueueId) -> Result<(), ApiError> {
+    let mut changes = state.store.subscribe();
+    let q = state.store.abort_waiting(id).await?;
+    if q.status != Status::Running {
+        return Ok(());
+    }
+    state.worker.abort(id);
+    let limit = state.config.worker.kill_grace + Duration::from_secs(5);
+    let finished = tokio::time::timeout(limit, async {
+        loop {
+            match changes.recv().await {
+                Ok(c) if &c.queue == id && c.task.is_none() => {
+                    if c.to.is_none_or(|s| s.is_terminal() || s == Status::Waiting) {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    if let Ok(Some(v)) = state.store.get(id).await {
+                        if v.queue.status != Status::Running {
+                            return;
+                        }
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    })
+    .await;
+    state.worker.forget(id);
+    if finished.is_err() {
+        return Err(ApiError::new(
+            StatusCode::ACCEPTED,
+            "abort_pending",
+            format!("queue {id} is still stopping; check its status again shortly"),
+        ));
+    }
+    Ok(())
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&raw)?;
+    match stop(&state, &id).await {
+        Ok(()) => {}
+        // A finished queue cannot be aborted, but it can be deleted.
+        Err(e) if e.status == StatusCode::CONFLICT => {}
+        Err(e) => return Err(e),
+    }
+    state.store.delete(&id).await?;
+    let dir = crate::config::queue_dir(&state.config.root, &id);
+    let removed = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    })
+    .await;
+    if let Ok(Err(e)) | Err(e) = removed.map_err(std::io::Error::other) {
+        return Err(ApiError::internal(format!(
+            "queue {id} deleted, its files not: {e}"
+        )));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,540 @@
+//! Typed configuration: built-in defaults (`config.toml.example`, embedded), an optional TOML file
+//! laid over them, then `TESTARENA_*` environment variables, then command-line flags.
+//!
+//! Every file is parsed into a raw layer whose fields are all optional and which rejects unknown
+//! keys; errors name the file and the key. Layers are applied in order, then the result is validated.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::model::parse_duration;
+
+/// The built-in defaults, byte for byte the shipped example file.
+pub const DEFAULTS: &str = include_str!("../config.toml.example");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+fn invalid(origin: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        origin: origin.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// The whole configuration, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub root: PathBuf,
+    pub api: ApiConfig,
+    pub worker: WorkerConfig,
+    pub environments: BTreeMap<String, Environment>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub max_body: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub slots: usize,
+    pub queue_timeout: Duration,
+    pub kill_grace: Duration,
+    /// `None` when off.
+    pub silence_timeout: Option<Duration>,
+    pub max_attempts: u32,
+    pub max_line: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Environment {
+    pub name: String,
+    pub build: Vec<String>,
+    pub simulate: Vec<String>,
+    pub ready: String,
+    pub build_timeout: Duration,
+    pub boot_timeout: Duration,
+    pub max_parallel: Option<usize>,
+}
+
+// ---- raw layers -------------------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Layer {
+    listen: Option<String>,
+    root: Option<PathBuf>,
+    api: Option<ApiLayer>,
+    worker: Option<WorkerLayer>,
+    #[serde(default)]
+    environments: BTreeMap<String, EnvLayer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiLayer {
+    max_body: Option<Size>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkerLayer {
+    slots: Option<usize>,
+    queue_timeout: Option<Dur>,
+    kill_grace: Option<Dur>,
+    silence_timeout: Option<Dur>,
+    max_attempts: Option<u32>,
+    max_line: Option<Size>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnvLayer {
+    build: Option<Vec<String>>,
+    simulate: Option<Vec<String>>,
+    ready: Option<String>,
+    build_timeout: Option<Dur>,
+    boot_timeout: Option<Dur>,
+    max_parallel: Option<usize>,
+}
+
+/// A duration written as `"20m"` or as whole seconds.
+#[derive(Debug, Clone, Copy)]
+struct Dur(Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Secs(s) => Ok(Dur(Duration::from_secs(s))),
+            Raw::Text(t) => parse_duration(&t)
+                .map(Dur)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A size written as bytes or as `"512KiB"`, `"1MiB"`.
+#[derive(Debug, Clone, Copy)]
+struct Size(usize);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bytes(usize),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bytes(b) => Ok(Size(b)),
+            Raw::Text(t) => parse_size(&t).map(Size).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Parses `"1048576"`, `"512KiB"`, `"1MiB"`, `"1GiB"`.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = || format!("invalid size {s:?}: use bytes or a number with KiB, MiB or GiB");
+    let n: usize = num.parse().map_err(|_| bad())?;
+    let mul = match unit {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(mul).ok_or_else(bad)
+}
+
+fn parse_layer(origin: &str, text: &str) -> Result<Layer, ConfigError> {
+    toml::from_str(text).map_err(|e| invalid(origin, e.to_string().trim_end().to_owned()))
+}
+
+// ---- assembling -------------------------------------------------------------------------------
+
+/// What the command line says; `None` leaves the layers below in force.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub root: Option<PathBuf>,
+    pub listen: Option<String>,
+}
+
+impl Config {
+    /// The built-in defaults alone.
+    pub fn defaults() -> Config {
+        Builder::default()
+            .apply(parse_layer("built-in defaults", DEFAULTS).expect("embedded defaults parse"))
+            .finish("built-in defaults")
+            .expect("embedded defaults are valid")
+    }
+
+    /// Defaults, then the file (if any), then `TESTARENA_*` variables from `env`, then flags.
+    pub fn load(
+        overrides: &Overrides,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut b = Builder::default().apply(parse_layer("built-in defaults", DEFAULTS)?);
+        let mut origin = "built-in defaults".to_owned();
+        if let Some(path) = &overrides.config_file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            origin = path.display().to_string();
+            b = b.apply(parse_layer(&origin, &text)?);
+        }
+        b = b.apply_env(env)?;
+        if let Some(root) = &overrides.root {
+            b.root = Some(root.clone());
+        }
+        if let Some(listen) = &overrides.listen {
+            b.listen = Some(listen.clone());
+        }
+        b.finish(&origin)
+    }
+
+    /// Parses a complete configuration from TOML text laid over the defaults (tests, `--config`).
+    pub fn from_toml(origin: &str, text: &str) -> Result<Config, ConfigError> {
+        Builder::default()
+            .apply(parse_layer("built-in defaults", DEFAULTS)?)
+            .apply(parse_layer(origin, text)?)
+            .finish(origin)
+    }
+
+    pub fn environment(&self, name: &str) -> Option<&Environment> {
+        self.environments.get(name)
+    }
+
+    pub fn environment_names(&self) -> Vec<&str> {
+        self.environments.keys().map(String::as_str).collect()
+    }
+}
+
+/// Accumulates layers; the last layer that sets a key wins.
+#[derive(Default)]
+struct Builder {
+    listen: Option<String>,
+    root: Option<PathBuf>,
+    api: ApiLayer,
+    worker: WorkerLayer,
+    environments: BTreeMap<String, EnvLayer>,
+}
+
+macro_rules! take {
+    ($dst:expr, $src:expr, $($field:ident),*) => {
+        $( if $src.$field.is_some() { $dst.$field = $src.$field; } )*
+    };
+}
+
+impl Builder {
+    fn apply(mut self, layer: Layer) -> Builder {
+        take!(self, layer, listen, root);
+        if let Some(api) = layer.api {
+            take!(self.api, api, max_body);
+        }
+        if let Some(w) = layer.worker {
+            take!(
+                self.worker,
+                w,
+                slots,
+                queue_timeout,
+                kill_grace,
+                silence_timeout,
+                max_attempts,
+                max_line
+            );
+        }
+        for (name, env) in layer.environments {
+            let slot = self.environments.entry(name).or_default();
+            take!(
+                slot,
+                env,
+                build,
+                simulate,
+                ready,
+                build_timeout,
+                boot_timeout,
+                max_parallel
+            );
+        }
+        self
+    }
+
+    fn apply_env(
+        mut self,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Builder, ConfigError> {
+        for (key, value) in env {
+            let origin = format!("environment variable {key}");
+            let dur = |v: &str| parse_duration(v).map(Dur).map_err(|m| invalid(&origin, m));
+            let num = |v: &str| {
+                v.trim().parse::<u64>().map_err(|_| {
+                    invalid(&origin, format!("invalid number {v:?}: use a whole number"))
+                })
+            };
+            match key.as_str() {
+                "TESTARENA_LISTEN" => self.listen = Some(value),
+                "TESTARENA_ROOT" => self.root = Some(PathBuf::from(value)),
+                "TESTARENA_API_MAX_BODY" => {
+                    self.api.max_body =
+                        Some(Size(parse_size(&value).map_err(|m| invalid(&origin, m))?))
+                }
+                "TESTARENA_WORKER_SLOTS" => self.worker.slots = Some(num(&value)? as usize),
+                "TESTARENA_WORKER_QUEUE_TIMEOUT" => self.worker.queue_timeout = Some(dur(&value)?),
+                "TESTARENA_WORKER_KILL_GRACE" => self.worker.kill_grace = Some(dur(&value)?),
+                "TESTARENA_WORKER_SILENCE_TIMEOUT" => {
+                    self.worker.silence_timeout = Some(dur(&value)?)
+                }
+                "TESTARENA_WORKER_MAX_ATTEMPTS" => {
+                    self.worker.max_attempts = Some(num(&value)? as u32)
+                }
+                _ => {}
+            }
+        }
+        Ok(self)
+    }
+
+    fn finish(self, origin: &str) -> Result<Config, ConfigError> {
+        let listen_text = self.listen.unwrap_or_default();
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            invalid(
+                origin,
+                format!("listen: invalid address {listen_text:?}: use HOST:PORT such as \"127.0.0.1:8080\""),
+            )
+        })?;
+        let root = self.root.unwrap_or_default();
+        if root.as_os_str().is_empty() {
+            return Err(invalid(origin, "root: must not be empty"));
+        }
+        let max_body = self.api.max_body.map_or(0, |s| s.0);
+        if max_body == 0 {
+            return Err(invalid(origin, "api.max_body: must be at least 1 byte"));
+        }
+        let w = self.worker;
+        let max_attempts = w.max_attempts.unwrap_or(0);
+        if max_attempts == 0 {
+            return Err(invalid(origin, "worker.max_attempts: must be at least 1"));
+        }
+        let max_line = w.max_line.map_or(0, |s| s.0);
+        if max_line < 80 {
+            return Err(invalid(
+                origin,
+                "worker.max_line: must be at least 80 bytes",
+            ));
+        }
+        let worker = WorkerConfig {
+            slots: w.slots.unwrap_or(0),
+            queue_timeout: nonzero(origin, "worker.queue_timeout", w.queue_timeout)?,
+            kill_grace: w.kill_grace.map_or(Duration::ZERO, |d| d.0),
+            silence_timeout: w.silence_timeout.map(|d| d.0).filter(|d| !d.is_zero()),
+            max_attempts,
+            max_line,
+        };
+        let mut environments = BTreeMap::new();
+        for (name, e) in self.environments {
+            let key = |k: &str| format!("environments.{name}.{k}");
+            if crate::model::validate_id(&name).is_err() {
+                return Err(invalid(
+                    origin,
+                    format!(
+                        "environments.{name}: an environment name may contain only letters, digits, '.', '_' and '-'"
+                    ),
+                ));
+            }
+            let argv = |k: &str, v: Option<Vec<String>>| -> Result<Vec<String>, ConfigError> {
+                match v {
+                    Some(v) if !v.is_empty() && !v[0].is_empty() => Ok(v),
+                    _ => Err(invalid(
+                        origin,
+                        format!(
+                            "{}: must be a non-empty array of strings, e.g. [\"make\"]",
+                            key(k)
+                        ),
+                    )),
+                }
+            };
+            let ready = e.ready.unwrap_or_default();
+            if ready.is_empty() {
+                return Err(invalid(
+                    origin,
+                    format!("{}: must be a non-empty string", key("ready")),
+                ));
+            }
+            if e.max_parallel == Some(0) {
+                return Err(invalid(
+                    origin,
+                    format!(
+                        "{}: must be at least 1 (leave it out for no limit)",
+                        key("max_parallel")
+                    ),
+                ));
+            }
+            let env = Environment {
+                name: name.clone(),
+                build: argv("build", e.build)?,
+                simulate: argv("simulate", e.simulate)?,
+                ready,
+                build_timeout: nonzero(origin, &key("build_timeout"), e.build_timeout)?,
+                boot_timeout: nonzero(origin, &key("boot_timeout"), e.boot_timeout)?,
+                max_parallel: e.max_parallel,
+            };
+            environments.insert(name, env);
+        }
+        Ok(Config {
+            listen,
+            root,
+            api: ApiConfig { max_body },
+            worker,
+            environments,
+        })
+    }
+}
+
+fn nonzero(origin: &str, key: &str, d: Option<Dur>) -> Result<Duration, ConfigError> {
+    match d {
+        Some(Dur(d)) if !d.is_zero() => Ok(d),
+        _ => Err(invalid(
+            origin,
+            format!("{key}: must be a duration above zero, e.g. \"60s\""),
+        )),
+    }
+}
+
+/// The queue directory of `id` under `root`.
+pub fn queue_dir(root: &Path, id: &crate::model::QueueId) -> PathBuf {
+    root.join("queues").join(id.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_example_file() {
+        let c = Config::defaults();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.root, PathBuf::from("/testarena"));
+        assert_eq!(c.api.max_body, 1 << 20);
+        assert_eq!(c.worker.slots, 1);
+        assert_eq!(c.worker.max_attempts, 2);
+        assert_eq!(c.worker.kill_grace, Duration::from_secs(5));
+        assert_eq!(c.worker.silence_timeout, None);
+        assert_eq!(c.environment_names(), ["esp32", "xtensa-sim"]);
+        let esp = c.environment("esp32").unwrap();
+        assert_eq!(esp.build, ["idf.py", "build"]);
+        assert_eq!(esp.ready, "Calling app_main");
+        assert_eq!(esp.build_timeout, Duration::from_secs(1200));
+    }
+
+    #[test]
+    fn a_file_overrides_and_adds_environments() {
+        let c = Config::from_toml(
+            "my.toml",
+            r#"
+            listen = "0.0.0.0:9000"
+            [worker]
+            slots = 0
+            silence_timeout = "30s"
+            [environments.esp32]
+            boot_timeout = 90
+            [environments.local]
+            build = ["true"]
+            simulate = ["cat"]
+            ready = "hi"
+            build_timeout = "1m"
+            boot_timeout = "5s"
+            max_parallel = 1
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.worker.slots, 0);
+        assert_eq!(c.worker.silence_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(
+            c.environment("esp32").unwrap().boot_timeout,
+            Duration::from_secs(90)
+        );
+        assert_eq!(c.environment("esp32").unwrap().build, ["idf.py", "build"]);
+        assert_eq!(c.environment("local").unwrap().max_parallel, Some(1));
+    }
+
+    fn err(text: &str) -> String {
+        Config::from_toml("my.toml", text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_key() {
+        let e = err("colour = 1");
+        assert!(e.starts_with("my.toml:") && e.contains("colour"), "{e}");
+        let e = err("[worker]\nslotz = 1");
+        assert!(e.contains("slotz"), "{e}");
+        let e = err("[environments.esp32]\nboot_timeout = \"soon\"");
+        assert!(e.contains("boot_timeout") || e.contains("soon"), "{e}");
+        let e = err("listen = \"nowhere\"");
+        assert!(e.contains("listen") && e.contains("HOST:PORT"), "{e}");
+        let e = err(
+            "[environments.x]\nbuild = []\nsimulate=[\"a\"]\nready=\"r\"\nbuild_timeout=\"1s\"\nboot_timeout=\"1s\"",
+        );
+        assert!(e.contains("environments.x.build"), "{e}");
+        let e = err("[environments.y]\nbuild = [\"make\"]");
+        assert!(e.contains("environments.y."), "{e}");
+        let e = err("[api]\nmax_body = \"lots\"");
+        assert!(e.contains("lots"), "{e}");
+        let e = err("[environments.esp32]\nmax_parallel = 0");
+        assert!(e.contains("max_parallel"), "{e}");
+    }
+
+    #[test]
+    fn environment_overrides_and_flags() {
+        let env = [
+            ("TESTARENA_ROOT".to_owned(), "/srv/ta".to_owned()),
+            ("TESTARENA_WORKER_SLOTS".to_owned(), "3".to_owned()),
+            ("TESTARENA_QUEUE_ID".to_owned(), "ignored".to_owned()),
+        ];
+        let o = Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            ..Overrides::default()
+        };
+        let c = Config::load(&o, env).unwrap();
+        assert_eq!(c.root, PathBuf::from("/srv/ta"));
+        assert_eq!(c.worker.slots, 3);
+        assert_eq!(c.listen.port(), 0);
+        let bad = [("TESTARENA_WORKER_SLOTS".to_owned(), "many".to_owned())];
+        let e = Config::load(&Overrides::default(), bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("TESTARENA_WORKER_SLOTS"), "{e}");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("1MB").is_err());
+    }
+}

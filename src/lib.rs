@@ -1,0 +1,24 @@
+//! TestArena: runs firmware test queues (checkout, build, boot in QEMU, XML scenarios) and
+//! streams every line live.
+//!
+//! - `config`   typed configuration: built-in defaults, TOML file, `TESTARENA_*` overrides
+//! - `model`    queues, tasks, test results, statuses and the state machine (pure)
+//! - `store`    the redb store: tables, codec, store actor, change feed
+//! - `exec`     subprocess supervision: process groups, line reading, timeouts, kill tree
+//! - `worker`   event-driven scheduler and the per-queue pipeline
+//! - `scenario` XML scenario model, parser and runner
+//! - `logs`     the log hub: append to `queue.log`, broadcast, replay from an offset
+//! - `report`   per-test HTML logs, task and queue reports, JUnit XML, summary JSON
+//! - `api`      axum router: REST, SSE, dashboard pages, errors
+//! - `server`   wiring: open the store, start the worker, serve until shutdown
+
+pub mod api;
+pub mod config;
+pub mod exec;
+pub mod logs;
+pub mod model;
+pub mod report;
+pub mod scenario;
+pub mod server;
+pub mod store;
+pub mod worker;

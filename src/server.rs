@@ -1,0 +1,101 @@
+//! Wiring: open the store, recover interrupted queues, start the worker and the HTTP server;
+//! on shutdown stop them in order (HTTP and SSE end, children stopped, store closed).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::logs::LogHub;
+use crate::report::Reports;
+use crate::store::Store;
+use crate::worker::{self, WorkerHandle};
+
+/// A started server. `stop` shuts it down gracefully.
+pub struct Server {
+    pub state: AppState,
+    pub addr: SocketAddr,
+    tracker: TaskTracker,
+}
+
+/// Creates the data root or says which setting to change.
+fn prepare_root(config: &Config) -> anyhow::Result<()> {
+    let root = &config.root;
+    std::fs::create_dir_all(root.join("queues")).with_context(|| {
+        format!(
+            "cannot create the data root {}: choose a writable directory with --root or TESTARENA_ROOT",
+            root.display()
+        )
+    })
+}
+
+impl Server {
+    /// Opens everything and starts serving on `listener`.
+    pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
+        prepare_root(&config)?;
+        let db_path = config.root.join("testarena.redb");
+        let store = tokio::task::spawn_blocking(move || Store::open(&db_path))
+            .await?
+            .context("cannot open the store")?;
+        let recovered = store.recover(config.worker.max_attempts).await?;
+        for q in &recovered {
+            tracing::warn!(queue = %q.id, status = %q.status, attempt = q.attempt, "recovered a queue interrupted by a crash");
+        }
+        let addr = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let state = AppState {
+            logs: LogHub::new(&config.root),
+            reports: Reports::new().context("cannot load the report templates")?,
+            config: Arc::new(config),
+            store,
+            worker: WorkerHandle::default(),
+            shutdown: shutdown.clone(),
+        };
+        let tracker = TaskTracker::new();
+        tracker.spawn(worker::run(state.clone(), tracker.clone()));
+        let app = api::router(state.clone());
+        let stop = shutdown.clone();
+        tracker.spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "http server failed");
+            }
+        });
+        tracing::info!(%addr, "serving");
+        Ok(Server {
+            state,
+            addr,
+            tracker,
+        })
+    }
+
+    /// Stops serving, stops running queues (they go back to waiting), closes the store.
+    pub async fn stop(self) {
+        self.state.shutdown.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+        self.state.store.close().await;
+        tracing::info!("stopped");
+    }
+}
+
+/// Serves until `shutdown` completes, then stops gracefully.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let server = Server::start(config, listener).await?;
+    shutdown.await;
+    tracing::info!("shutting down");
+    server.stop().await;
+    Ok(())
+}

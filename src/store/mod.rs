@@ -1,0 +1,321 @@
+//! The redb store: typed records, one writer thread, and the change feed.
+//!
+//! - `tables` every table definition, `codec` the record encoding, `actor` the writer thread
+//!   that folds concurrent writes into one commit, `writes` the write operations, `reads` the
+//!   read-only queries.
+//! - No redb type leaves this module. redb blocks, so async callers reach it through the writer
+//!   thread (writes) or `spawn_blocking` (reads), never on a runtime worker thread.
+//! - After every commit each change is published on a broadcast channel (`subscribe`) and the
+//!   latest sequence on a watch (`latest_seq`, `watch_seq`); changes are also kept in the event
+//!   table (the newest `KEEP_EVENTS`) so an SSE client can resume.
+//! - Durability: every commit is immediate (fsync before the caller is answered).
+
+mod actor;
+mod codec;
+mod reads;
+mod tables;
+mod writes;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex, mpsc};
+
+use redb::Database;
+use tokio::sync::{broadcast, oneshot, watch};
+
+pub use reads::{EventsAfter, Page};
+pub use writes::Enqueued;
+
+use crate::model::{Change, Queue, QueueId, QueueRequest, Status, Task, TaskId, TestResult};
+
+/// A queue with its tasks, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueView {
+    pub queue: Queue,
+    pub tasks: Vec<Task>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("queue {0} not found")]
+    NotFound(String),
+    /// The request contradicts what is stored (another body under the same id, a finished queue).
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Illegal(#[from] crate::model::IllegalTransition),
+    #[error("the store is closed")]
+    Unavailable,
+    #[error("store: {0}")]
+    Other(String),
+}
+
+macro_rules! other_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self { StoreError::Other(e.to_string()) }
+        }
+    )*};
+}
+other_from!(
+    redb::Error,
+    redb::StorageError,
+    redb::TableError,
+    redb::TransactionError,
+    redb::CommitError,
+    codec::CodecError
+);
+
+impl From<redb::DatabaseError> for StoreError {
+    fn from(e: redb::DatabaseError) -> Self {
+        match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Other(
+                "the database is already open in another process: stop the other server or use another root".into(),
+            ),
+            e => StoreError::Other(e.to_string()),
+        }
+    }
+}
+
+/// How a waiting queue may be claimed.
+#[derive(Debug, Default, Clone)]
+pub struct ClaimFilter {
+    /// Environments that have no free capacity: their queues are passed over.
+    pub blocked_environments: HashSet<String>,
+}
+
+/// A cheap, cloneable handle to the store.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Arc<Database>,
+    // std::sync::Mutex: held only to clone or take the sender, never across an await.
+    tx: Mutex<Option<mpsc::Sender<actor::Msg>>>,
+    changes: broadcast::Sender<Change>,
+    latest: watch::Receiver<u64>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Store {
+    /// Opens (or creates) `<path>` and starts the writer thread.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = Arc::new(Database::create(path)?);
+        let seq = writes::init(&db)?;
+        let (tx, rx) = mpsc::channel();
+        let (changes, _) = broadcast::channel(4096);
+        let (latest_tx, latest) = watch::channel(seq);
+        let publisher = actor::Publisher {
+            changes: changes.clone(),
+            latest: latest_tx,
+        };
+        let thread_db = db.clone();
+        let thread = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || actor::run(thread_db, rx, publisher))
+            .map_err(|e| StoreError::Other(format!("cannot start the store thread: {e}")))?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db,
+                tx: Mutex::new(Some(tx)),
+                changes,
+                latest,
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    /// Every committed change from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.inner.changes.subscribe()
+    }
+
+    /// The sequence number of the latest committed change.
+    pub fn latest_seq(&self) -> u64 {
+        *self.inner.latest.borrow()
+    }
+
+    pub fn watch_seq(&self) -> watch::Receiver<u64> {
+        self.inner.latest.clone()
+    }
+
+    /// Finishes pending writes, stops the writer thread; later writes fail with `Unavailable`.
+    pub async fn close(&self) {
+        let tx = self.inner.tx.lock().expect("store sender lock").take();
+        if let Some(tx) = tx {
+            let (done, wait) = oneshot::channel();
+            if tx.send(actor::Msg::Stop(done)).is_ok() {
+                let _ = wait.await;
+            }
+        }
+        let thread = self.inner.thread.lock().expect("store thread lock").take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+
+    /// Runs `f` in the next batch and waits for the commit.
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut actor::Batch<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel::<Result<T, StoreError>>();
+        let job: actor::Job = Box::new(move |batch| {
+            let result = f(batch);
+            if matches!(result, Err(StoreError::Other(_))) {
+                batch.poison();
+            }
+            Box::new(move |commit: Result<(), StoreError>| {
+                let _ = reply.send(commit.and(result));
+            })
+        });
+        let tx = self
+            .inner
+            .tx
+            .lock()
+            .expect("store sender lock")
+            .clone()
+            .ok_or(StoreError::Unavailable)?;
+        tx.send(actor::Msg::Job(job))
+            .map_err(|_| StoreError::Unavailable)?;
+        answer.await.map_err(|_| StoreError::Unavailable)?
+    }
+
+    /// Runs a read-only query off the runtime's worker threads.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db = self.inner.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| StoreError::Other(format!("read task failed: {e}")))?
+    }
+
+    // ---- writes -------------------------------------------------------------------------------
+
+    /// Stores a new waiting queue with one waiting task per scenario; idempotent per id.
+    pub async fn enqueue(
+        &self,
+        id: QueueId,
+        request: QueueRequest,
+    ) -> Result<Enqueued, StoreError> {
+        self.write(move |b| writes::enqueue(b, id, request)).await
+    }
+
+    /// Moves a queue to `to` through the state machine; sets timestamps and `error`.
+    pub async fn transition(
+        &self,
+        id: &QueueId,
+        to: Status,
+        error: Option<String>,
+    ) -> Result<Queue, StoreError> {
+        let id = id.clone();
+        self.write(move |b| writes::transition(b, &id, to, error))
+            .await
+    }
+
+    /// Claims the next waiting queue (highest priority, then oldest) and marks it running.
+    pub async fn claim_next(&self, filter: ClaimFilter) -> Result<Option<Queue>, StoreError> {
+        self.write(move |b| writes::claim_next(b, &filter)).await
+    }
+
+    /// Aborts a waiting queue. Returns the queue as it is now: `aborted`, or `running` (the
+    /// caller must stop it), or an error for a finished queue.
+    pub async fn abort_waiting(&self, id: &QueueId) -> Result<Queue, StoreError> {
+        let id = id.clone();
+        self.write(move |b| writes::abort_waiting(b, &id)).await
+    }
+
+    /// Removes a queue that is not running, with its tasks.
+    pub async fn delete(&self, id: &QueueId) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.write(move |b| writes::delete(b, &id)).await
+    }
+
+    /// Replaces the task list of a queue (scenarios discovered after checkout).
+    pub async fn set_tasks(
+        &self,
+        id: &QueueId,
+        scenarios: Vec<String>,
+    ) -> Result<Vec<Task>, StoreError> {
+        let id = id.clone();
+        self.write(move |b| writes::set_tasks(b, &id, scenarios))
+            .await
+    }
+
+    /// Changes a task's status (through the state machine) and/or its error.
+    pub async fn task_status(
+        &self,
+        id: &QueueId,
+        task: &TaskId,
+        to: Status,
+        error: Option<String>,
+    ) -> Result<Task, StoreError> {
+        let (id, task) = (id.clone(), task.clone());
+        self.write(move |b| writes::task_status(b, &id, &task, to, error))
+            .await
+    }
+
+    /// Appends or replaces (same suite and name) one test result of a task.
+    pub async fn record_test(
+        &self,
+        id: &QueueId,
+        task: &TaskId,
+        result: TestResult,
+    ) -> Result<(), StoreError> {
+        let (id, task) = (id.clone(), task.clone());
+        self.write(move |b| writes::record_test(b, &id, &task, result))
+            .await
+    }
+
+    /// Puts a running queue back to waiting for a later run (server shutdown); tasks reset.
+    pub async fn requeue(&self, id: &QueueId, reason: &str) -> Result<Queue, StoreError> {
+        let (id, reason) = (id.clone(), reason.to_owned());
+        self.write(move |b| writes::requeue(b, &id, false, &reason))
+            .await
+    }
+
+    /// Start-up recovery: every queue found `running` is re-queued with `attempt + 1`, or ends
+    /// `error` ("interrupted") once it has had `max_attempts` runs. Returns what was done.
+    pub async fn recover(&self, max_attempts: u32) -> Result<Vec<Queue>, StoreError> {
+        self.write(move |b| writes::recover(b, max_attempts)).await
+    }
+
+    // ---- reads --------------------------------------------------------------------------------
+
+    pub async fn get(&self, id: &QueueId) -> Result<Option<QueueView>, StoreError> {
+        let id = id.clone();
+        self.read(move |db| reads::get(db, &id)).await
+    }
+
+    /// Newest first; `cursor` is the `next_cursor` of the previous page.
+    pub async fn list(
+        &self,
+        status: Option<Status>,
+        limit: usize,
+        cursor: Option<u64>,
+    ) -> Result<Page, StoreError> {
+        self.read(move |db| reads::list(db, status, limit, cursor))
+            .await
+    }
+
+    /// How many queues are in each status.
+    pub async fn counts(&self) -> Result<Vec<(Status, u64)>, StoreError> {
+        self.read(reads::counts).await
+    }
+
+    /// Waiting queues in claim order (highest priority, then oldest).
+    pub async fn waiting(&self) -> Result<Vec<Queue>, StoreError> {
+        self.read(reads::waiting).await
+    }
+
+    /// Changes after `seq`, from the event table.
+    pub async fn events_after(&self, seq: u64) -> Result<EventsAfter, StoreError> {
+        self.read(move |db| reads::events_after(db, seq)).await
+    }
+}

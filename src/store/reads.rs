@@ -1,0 +1,120 @@
+//! Read-only queries. Each opens its own read transaction; they run on blocking threads and
+//! never wait for the writer.
+
+use std::collections::HashMap;
+
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
+
+use super::codec;
+use super::tables::{ARRIVALS, EVENTS, QUEUES, TASKS, WAITING};
+use super::{QueueView, StoreError};
+use crate::model::{Change, Queue, QueueId, Status, Task};
+
+/// One page of a newest-first listing.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub items: Vec<Queue>,
+    /// Pass back as `cursor` for the next page; `None` on the last page.
+    pub next_cursor: Option<u64>,
+}
+
+/// Changes after a sequence number.
+#[derive(Debug, Clone)]
+pub struct EventsAfter {
+    pub changes: Vec<Change>,
+    /// `false` when changes after the asked-for seq were already trimmed: the client must reload.
+    pub complete: bool,
+}
+
+fn queue(txn: &ReadTransaction, id: &str) -> Result<Option<Queue>, StoreError> {
+    let queues = txn.open_table(QUEUES)?;
+    match queues.get(id)? {
+        Some(v) => Ok(Some(codec::decode(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+pub(super) fn get(db: &Database, id: &QueueId) -> Result<Option<QueueView>, StoreError> {
+    let txn = db.begin_read()?;
+    let Some(queue) = queue(&txn, id.as_str())? else {
+        return Ok(None);
+    };
+    let tasks_table = txn.open_table(TASKS)?;
+    let mut tasks: Vec<Task> = Vec::new();
+    for entry in tasks_table.range((id.as_str(), 0)..=(id.as_str(), u32::MAX))? {
+        tasks.push(codec::decode(entry?.1.value())?);
+    }
+    Ok(Some(QueueView { queue, tasks }))
+}
+
+pub(super) fn list(
+    db: &Database,
+    status: Option<Status>,
+    limit: usize,
+    cursor: Option<u64>,
+) -> Result<Page, StoreError> {
+    let txn = db.begin_read()?;
+    let arrivals = txn.open_table(ARRIVALS)?;
+    let queues = txn.open_table(QUEUES)?;
+    let upper = cursor.unwrap_or(u64::MAX);
+    let mut items = Vec::new();
+    let mut next_cursor = None;
+    for entry in arrivals.range(..upper)?.rev() {
+        let (_, id) = entry?;
+        let Some(bytes) = queues.get(id.value())? else {
+            continue;
+        };
+        let q: Queue = codec::decode(bytes.value())?;
+        if status.is_some_and(|s| s != q.status) {
+            continue;
+        }
+        if items.len() == limit {
+            // There is at least one more: the page ends after the last item taken.
+            next_cursor = items.last().map(|q: &Queue| q.seq);
+            break;
+        }
+        items.push(q);
+    }
+    Ok(Page { items, next_cursor })
+}
+
+pub(super) fn counts(db: &Database) -> Result<Vec<(Status, u64)>, StoreError> {
+    let txn = db.begin_read()?;
+    let queues = txn.open_table(QUEUES)?;
+    let mut counts: HashMap<Status, u64> = HashMap::new();
+    for entry in queues.iter()? {
+        let q: Queue = codec::decode(entry?.1.value())?;
+        *counts.entry(q.status).or_default() += 1;
+    }
+    Ok(Status::ALL
+        .into_iter()
+        .filter(|s| *s != Status::Skipped)
+        .map(|s| (s, counts.get(&s).copied().unwrap_or(0)))
+        .collect())
+}
+
+pub(super) fn waiting(db: &Database) -> Result<Vec<Queue>, StoreError> {
+    let txn = db.begin_read()?;
+    let waiting = txn.open_table(WAITING)?;
+    let mut out = Vec::new();
+    for entry in waiting.iter()? {
+        let (_, id) = entry?;
+        if let Some(q) = queue(&txn, id.value())? {
+            out.push(q);
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn events_after(db: &Database, seq: u64) -> Result<EventsAfter, StoreError> {
+    let txn = db.begin_read()?;
+    let events = txn.open_table(EVENTS)?;
+    // Sequence numbers are contiguous and the table is trimmed from the front only, so the
+    // answer is complete when it starts right after `seq` (or there is nothing newer).
+    let mut changes = Vec::new();
+    for entry in events.range(seq.saturating_add(1)..)? {
+        changes.push(codec::decode::<Change>(entry?.1.value())?);
+    }
+    let complete = changes.first().is_none_or(|c| c.seq <= seq + 1);
+    Ok(EventsAfter { changes, complete })
+}

@@ -1,0 +1,398 @@
+//! Write operations, each run inside a batch's transaction by the writer thread.
+//!
+//! Rule: an operation validates everything before it writes anything, so a refused request
+//! leaves no trace in a batch that commits. A state change updates the record, its indexes and
+//! the event table in the same transaction.
+
+use redb::{Database, ReadableTable, WriteTransaction};
+
+use super::actor::Batch;
+use super::codec::{self, SCHEMA};
+use super::tables::{ARRIVALS, EVENTS, META, META_SCHEMA, META_SEQ, QUEUES, TASKS, WAITING};
+use super::{ClaimFilter, QueueView, StoreError};
+use crate::model::{Queue, QueueId, QueueRequest, Status, Task, TaskId, TestResult, now_millis};
+
+/// What an enqueue did.
+#[derive(Debug, Clone)]
+pub enum Enqueued {
+    Created(QueueView),
+    /// The same id with the same request was stored before: nothing changed.
+    Existing(QueueView),
+}
+
+/// Creates every table, checks the schema, returns the current sequence number.
+pub(super) fn init(db: &Database) -> Result<u64, StoreError> {
+    let txn = db.begin_write()?;
+    let seq;
+    {
+        let mut meta = txn.open_table(META)?;
+        let schema = meta.get(META_SCHEMA)?.map(|v| v.value());
+        match schema {
+            None => {
+                meta.insert(META_SCHEMA, SCHEMA as u64)?;
+            }
+            Some(s) if s == SCHEMA as u64 => {}
+            Some(s) => {
+                return Err(StoreError::Other(format!(
+                    "the database was written with schema {s}; this build reads schema {SCHEMA}"
+                )));
+            }
+        }
+        seq = meta.get(META_SEQ)?.map(|v| v.value()).unwrap_or(0);
+        txn.open_table(QUEUES)?;
+        txn.open_table(ARRIVALS)?;
+        txn.open_table(WAITING)?;
+        txn.open_table(TASKS)?;
+        txn.open_table(EVENTS)?;
+    }
+    txn.commit()?;
+    Ok(seq)
+}
+
+pub(super) fn load_queue(txn: &WriteTransaction, id: &QueueId) -> Result<Queue, StoreError> {
+    let queues = txn.open_table(QUEUES)?;
+    let bytes = queues
+        .get(id.as_str())?
+        .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+    Ok(codec::decode(bytes.value())?)
+}
+
+fn save_queue(txn: &WriteTransaction, q: &Queue) -> Result<(), StoreError> {
+    let mut queues = txn.open_table(QUEUES)?;
+    queues.insert(q.id.as_str(), codec::encode(q).as_slice())?;
+    Ok(())
+}
+
+fn load_tasks(txn: &WriteTransaction, id: &QueueId) -> Result<Vec<Task>, StoreError> {
+    let tasks = txn.open_table(TASKS)?;
+    let mut out = Vec::new();
+    for entry in tasks.range((id.as_str(), 0)..=(id.as_str(), u32::MAX))? {
+        let (_, v) = entry?;
+        out.push(codec::decode(v.value())?);
+    }
+    Ok(out)
+}
+
+fn replace_tasks(txn: &WriteTransaction, id: &QueueId, list: &[Task]) -> Result<(), StoreError> {
+    let mut tasks = txn.open_table(TASKS)?;
+    tasks.retain_in((id.as_str(), 0)..=(id.as_str(), u32::MAX), |_, _| false)?;
+    for (i, t) in list.iter().enumerate() {
+        tasks.insert((id.as_str(), i as u32), codec::encode(t).as_slice())?;
+    }
+    Ok(())
+}
+
+fn waiting_key(q: &Queue) -> (i64, u64) {
+    (-(q.request.priority as i64), q.seq)
+}
+
+/// Moves `q` to `to` (through the state machine), keeping the waiting index in step.
+fn set_status(b: &mut Batch<'_>, q: &mut Queue, to: Status) -> Result<(), StoreError> {
+    let from = q.status;
+    Status::queue_transition(from, to)?;
+    let now = now_millis();
+    {
+        let mut waiting = b.txn.open_table(WAITING)?;
+        if from == Status::Waiting {
+            waiting.remove(waiting_key(q))?;
+        }
+        if to == Status::Waiting {
+            waiting.insert(waiting_key(q), q.id.as_str())?;
+        }
+    }
+    q.status = to;
+    match to {
+        Status::Running => {
+            q.started_at = Some(now);
+            q.finished_at = None;
+            q.error = None;
+        }
+        Status::Waiting => {}
+        _ => q.finished_at = Some(now),
+    }
+    b.record(&q.id, None, Some(from), Some(to))?;
+    Ok(())
+}
+
+pub(super) fn enqueue(
+    b: &mut Batch<'_>,
+    id: QueueId,
+    request: QueueRequest,
+) -> Result<Enqueued, StoreError> {
+    match load_queue(b.txn, &id) {
+        Ok(existing) => {
+            if existing.request == request {
+                let tasks = load_tasks(b.txn, &id)?;
+                return Ok(Enqueued::Existing(QueueView {
+                    queue: existing,
+                    tasks,
+                }));
+            }
+            return Err(StoreError::Conflict(format!(
+                "queue {id} already exists with a different request: use another id, or repeat the same body"
+            )));
+        }
+        Err(StoreError::NotFound(_)) => {}
+        Err(e) => return Err(e),
+    }
+    // The creation event's sequence number is the queue's arrival order.
+    let seq = b.record(&id, None, None, Some(Status::Waiting))?;
+    let queue = Queue {
+        id: id.clone(),
+        status: Status::Waiting,
+        request,
+        seq,
+        created_at: now_millis(),
+        started_at: None,
+        finished_at: None,
+        attempt: 1,
+        error: None,
+    };
+    let tasks: Vec<Task> = TaskId::from_scenarios(&queue.request.scenarios)
+        .into_iter()
+        .zip(&queue.request.scenarios)
+        .map(|(tid, path)| Task::new(tid, path.clone()))
+        .collect();
+    save_queue(b.txn, &queue)?;
+    replace_tasks(b.txn, &id, &tasks)?;
+    b.txn.open_table(ARRIVALS)?.insert(seq, id.as_str())?;
+    b.txn
+        .open_table(WAITING)?
+        .insert(waiting_key(&queue), id.as_str())?;
+    Ok(Enqueued::Created(QueueView { queue, tasks }))
+}
+
+pub(super) fn transition(
+    b: &mut Batch<'_>,
+    id: &QueueId,
+    to: Status,
+    error: Option<String>,
+) -> Result<Queue, StoreError> {
+    let mut q = load_queue(b.txn, id)?;
+    Status::queue_transition(q.status, to)?;
+    set_status(b, &mut q, to)?;
+    if error.is_some() {
+        q.error = error;
+    }
+    save_queue(b.txn, &q)?;
+    Ok(q)
+}
+
+pub(super) fn claim_next(
+    b: &mut Batch<'_>,
+    filter: &ClaimFilter,
+) -> Result<Option<Queue>, StoreError> {
+    let candidates: Vec<String> = {
+        let waiting = b.txn.open_table(WAITING)?;
+        let mut ids = Vec::new();
+        for entry in waiting.iter()? {
+            ids.push(entry?.1.value().to_owned());
+        }
+        ids
+    };
+    for raw in candidates {
+        let id = QueueId::parse(&raw).map_err(|e| StoreError::Other(e.to_string()))?;
+        let mut q = load_queue(b.txn, &id)?;
+        if filter.blocked_environments.contains(&q.request.environment) {
+            continue;
+        }
+        set_status(b, &mut q, Status::Running)?;
+        save_queue(b.txn, &q)?;
+        return Ok(Some(q));
+    }
+    Ok(None)
+}
+
+pub(super) fn abort_waiting(b: &mut Batch<'_>, id: &QueueId) -> Result<Queue, StoreError> {
+    let mut q = load_queue(b.txn, id)?;
+    match q.status {
+        Status::Waiting => {
+            set_status(b, &mut q, Status::Aborted)?;
+            q.error = Some("aborted before it started".into());
+            save_queue(b.txn, &q)?;
+            let mut tasks = load_tasks(b.txn, id)?;
+            for t in &mut tasks {
+                if Status::task_transition(t.status, Status::Skipped).is_ok() {
+                    t.status = Status::Skipped;
+                }
+            }
+            replace_tasks(b.txn, id, &tasks)?;
+            Ok(q)
+        }
+        Status::Running => Ok(q),
+        s => Err(StoreError::Conflict(format!(
+            "queue {id} already finished ({s}); only a waiting or running queue can be aborted"
+        ))),
+    }
+}
+
+pub(super) fn delete(b: &mut Batch<'_>, id: &QueueId) -> Result<(), StoreError> {
+    let q = load_queue(b.txn, id)?;
+    if q.status == Status::Running {
+        return Err(StoreError::Conflict(format!(
+            "queue {id} is running: abort it before deleting"
+        )));
+    }
+    b.txn.open_table(QUEUES)?.remove(id.as_str())?;
+    b.txn.open_table(ARRIVALS)?.remove(q.seq)?;
+    if q.status == Status::Waiting {
+        b.txn.open_table(WAITING)?.remove(waiting_key(&q))?;
+    }
+    replace_tasks(b.txn, id, &[])?;
+    b.record(id, None, Some(q.status), None)?;
+    Ok(())
+}
+
+pub(super) fn set_tasks(
+    b: &mut Batch<'_>,
+    id: &QueueId,
+    scenarios: Vec<String>,
+) -> Result<Vec<Task>, StoreError> {
+    load_queue(b.txn, id)?;
+    let tasks: Vec<Task> = TaskId::from_scenarios(&scenarios)
+        .into_iter()
+        .zip(scenarios)
+        .map(|(tid, path)| Task::new(tid, path))
+        .collect();
+    replace_tasks(b.txn, id, &tasks)?;
+    for t in &tasks {
+        b.record(id, Some(&t.id), None, Some(Status::Waiting))?;
+    }
+    Ok(tasks)
+}
+
+/// Loads the tasks of `id`, lets `f` change the one named `task`, saves them.
+fn with_task<T>(
+    b: &mut Batch<'_>,
+    id: &QueueId,
+    task: &TaskId,
+    f: impl FnOnce(&mut Task) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut tasks = load_tasks(b.txn, id)?;
+    let t = tasks
+        .iter_mut()
+        .find(|t| &t.id == task)
+        .ok_or_else(|| StoreError::NotFound(format!("{id}/{task}")))?;
+    let out = f(t)?;
+    replace_tasks(b.txn, id, &tasks)?;
+    Ok(out)
+}
+
+pub(super) fn task_status(
+    b: &mut Batch<'_>,
+    id: &QueueId,
+    task: &TaskId,
+    to: Status,
+    error: Option<String>,
+) -> Result<Task, StoreError> {
+    let mut from = to;
+    let updated = with_task(b, id, task, |t| {
+        from = t.status;
+        if t.status != to {
+            Status::task_transition(t.status, to)?;
+        }
+        let now = now_millis();
+        t.status = to;
+        if to == Status::Running {
+            t.started_at = Some(now);
+        } else if to.is_terminal() {
+            t.finished_at = Some(now);
+        }
+        if error.is_some() {
+            t.error = error;
+        }
+        Ok(t.clone())
+    })?;
+    if from != to {
+        b.record(id, Some(task), Some(from), Some(to))?;
+    }
+    Ok(updated)
+}
+
+pub(super) fn record_test(
+    b: &mut Batch<'_>,
+    id: &QueueId,
+    task: &TaskId,
+    result: TestResult,
+) -> Result<(), StoreError> {
+    with_task(b, id, task, |t| {
+        match t
+            .tests
+            .iter_mut()
+            .find(|r| r.suite == result.suite && r.name == result.name)
+        {
+            Some(slot) => *slot = result,
+            None => t.tests.push(result),
+        }
+        Ok(())
+    })
+}
+
+pub(super) fn requeue(
+    b: &mut Batch<'_>,
+    id: &QueueId,
+    bump_attempt: bool,
+    reason: &str,
+) -> Result<Queue, StoreError> {
+    let mut q = load_queue(b.txn, id)?;
+    set_status(b, &mut q, Status::Waiting)?;
+    if bump_attempt {
+        q.attempt += 1;
+    }
+    q.error = Some(reason.to_owned());
+    save_queue(b.txn, &q)?;
+    // A new run starts from fresh task records.
+    let tasks: Vec<Task> = load_tasks(b.txn, id)?
+        .into_iter()
+        .map(|t| Task::new(t.id, t.scenario))
+        .collect();
+    replace_tasks(b.txn, id, &tasks)?;
+    Ok(q)
+}
+
+pub(super) fn recover(b: &mut Batch<'_>, max_attempts: u32) -> Result<Vec<Queue>, StoreError> {
+    let running: Vec<QueueId> = {
+        let queues = b.txn.open_table(QUEUES)?;
+        let mut ids = Vec::new();
+        for entry in queues.iter()? {
+            let (_, v) = entry?;
+            let q: Queue = codec::decode(v.value())?;
+            if q.status == Status::Running {
+                ids.push(q.id);
+            }
+        }
+        ids
+    };
+    let mut out = Vec::new();
+    for id in running {
+        let q = load_queue(b.txn, &id)?;
+        if q.attempt < max_attempts {
+            out.push(requeue(
+                b,
+                &id,
+                true,
+                &format!("interrupted during attempt {}; re-queued", q.attempt),
+            )?);
+        } else {
+            out.push(transition(
+                b,
+                &id,
+                Status::Error,
+                Some("interrupted".into()),
+            )?);
+            let mut tasks = load_tasks(b.txn, &id)?;
+            for t in &mut tasks {
+                if !t.status.is_terminal() {
+                    t.status = if t.status == Status::Running {
+                        Status::Error
+                    } else {
+                        Status::Skipped
+                    };
+                    t.error.get_or_insert_with(|| "interrupted".into());
+                }
+            }
+            replace_tasks(b.txn, &id, &tasks)?;
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,217 @@
+//! One queue's run: checkout → build → for each scenario (fresh board, scenario runner) →
+//! reports → outcome. Every step writes marker lines to the queue log.
+//!
+//! Outcome: `passed` when every task passed, `failed` when any did not, `error` when checkout
+//! or build failed, `timed_out` when `[worker] queue_timeout` hit, `aborted` on abort. On server
+//! shutdown the queue goes back to `waiting` for the next start.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+
+use super::checkout;
+use super::mirror::Mirrors;
+use super::step::{StepCtx, StepError};
+use super::tasks;
+use crate::api::AppState;
+use crate::config::{Environment, queue_dir};
+use crate::exec::{Ending, Spec};
+use crate::logs::{LogWriter, marker};
+use crate::model::{Queue, Status};
+
+/// Runs `queue` (already claimed, `running`) to its end and records the outcome.
+pub async fn run_queue(
+    state: &AppState,
+    mirrors: &Mirrors,
+    queue: Queue,
+    cancel: CancellationToken,
+) {
+    let id = queue.id.clone();
+    let log = match state.logs.writer(&id) {
+        Ok(log) => log,
+        Err(e) => {
+            finish(
+                state,
+                &queue,
+                Status::Error,
+                Some(format!("cannot open the queue log: {e}")),
+            )
+            .await;
+            return;
+        }
+    };
+    log.line(&marker(
+        "queue",
+        id.as_str(),
+        &format!(
+            "started (attempt {}, environment {})",
+            queue.attempt, queue.request.environment
+        ),
+    ));
+
+    // The queue timeout cancels the run like an abort does; the flag tells them apart.
+    let timed_out = Arc::new(AtomicBool::new(false));
+    let run_token = cancel.child_token();
+    let timer = {
+        let (flag, token) = (timed_out.clone(), run_token.clone());
+        let limit = state.config.worker.queue_timeout;
+        async move {
+            tokio::time::sleep(limit).await;
+            flag.store(true, Ordering::SeqCst);
+            token.cancel();
+            std::future::pending::<()>().await;
+        }
+    };
+    let result = tokio::select! {
+        r = steps(state, mirrors, &queue, &log, &run_token) => r,
+        _ = timer => unreachable!("the timer never completes"),
+    };
+
+    let (status, error) = match result {
+        Ok(status) => (status, None),
+        Err(StepError::Error(message)) => (Status::Error, Some(message)),
+        Err(StepError::Cancelled) if timed_out.load(Ordering::SeqCst) => (
+            Status::TimedOut,
+            Some(format!(
+                "queue timed out after {} ([worker] queue_timeout)",
+                crate::model::format_duration(state.config.worker.queue_timeout)
+            )),
+        ),
+        Err(StepError::Cancelled) if state.shutdown.is_cancelled() => (Status::Waiting, None),
+        Err(StepError::Cancelled) => (Status::Aborted, Some("aborted".to_owned())),
+    };
+    let outcome = match &error {
+        Some(e) => format!("{status}: {e}"),
+        None => status.to_string(),
+    };
+    log.line(&marker("queue", id.as_str(), &outcome));
+    if let Err(e) = log.close().await {
+        tracing::error!(queue = %id, error = %e, "cannot close the queue log");
+    }
+    if status == Status::Waiting {
+        if let Err(e) = state
+            .store
+            .requeue(&id, "server stopped during the run; re-queued")
+            .await
+        {
+            tracing::error!(queue = %id, error = %e, "cannot re-queue on shutdown");
+        }
+        return;
+    }
+    finish(state, &queue, status, error).await;
+}
+
+/// Records the final status, then writes the queue report.
+async fn finish(state: &AppState, queue: &Queue, status: Status, error: Option<String>) {
+    tasks::close_open_tasks(state, &queue.id, status).await;
+    match state.store.transition(&queue.id, status, error).await {
+        Ok(q) => tasks::write_queue_report(state, &q).await,
+        Err(e) => tracing::error!(queue = %queue.id, error = %e, "cannot record the outcome"),
+    }
+}
+
+async fn steps(
+    state: &AppState,
+    mirrors: &Mirrors,
+    queue: &Queue,
+    log: &LogWriter,
+    cancel: &CancellationToken,
+) -> Result<Status, StepError> {
+    let ctx = StepCtx { state, log, cancel };
+    let env = state
+        .config
+        .environment(&queue.request.environment)
+        .ok_or_else(|| {
+            StepError::Error(format!(
+                "environment {:?} is no longer configured",
+                queue.request.environment
+            ))
+        })?
+        .clone();
+    let dir = queue_dir(&state.config.root, &queue.id);
+    let repo_dir = dir.join("repo");
+
+    step(
+        &ctx,
+        "checkout",
+        checkout::checkout(&ctx, mirrors, &queue.request, &repo_dir),
+    )
+    .await?;
+    step(&ctx, "build", build(&ctx, queue, &env, &repo_dir)).await?;
+
+    let task_list = tasks::prepare(state, queue, &repo_dir, log).await?;
+    let mut all_passed = true;
+    for task in task_list {
+        if cancel.is_cancelled() {
+            return Err(StepError::Cancelled);
+        }
+        let status = tasks::run_task(&ctx, queue, &env, &repo_dir, &dir, &task).await?;
+        all_passed &= status == Status::Passed;
+    }
+    Ok(if all_passed {
+        Status::Passed
+    } else {
+        Status::Failed
+    })
+}
+
+/// Wraps a step in its marker lines and syncs the log when it ends.
+async fn step<T>(
+    ctx: &StepCtx<'_>,
+    name: &str,
+    work: impl std::future::Future<Output = Result<T, StepError>>,
+) -> Result<T, StepError> {
+    let started = Instant::now();
+    ctx.log.line(&marker("step", name, "started"));
+    let result = work.await;
+    let took = started.elapsed().as_millis();
+    let line = match &result {
+        Ok(_) => marker("step", name, &format!("passed ({took} ms)")),
+        Err(StepError::Error(e)) => marker("step", name, &format!("error: {e}")),
+        Err(StepError::Cancelled) => marker("step", name, "cancelled"),
+    };
+    ctx.log.line(&line);
+    if let Err(e) = ctx.log.sync().await {
+        tracing::warn!(error = %e, "cannot sync the queue log");
+    }
+    result
+}
+
+/// The environment variables every command of a queue gets.
+pub fn command_env(state: &AppState, queue: &Queue, repo_dir: &Path) -> Vec<(String, String)> {
+    vec![
+        ("TESTARENA_QUEUE_ID".into(), queue.id.to_string()),
+        (
+            "TESTARENA_ROOT".into(),
+            state.config.root.display().to_string(),
+        ),
+        (
+            "TESTARENA_ENVIRONMENT".into(),
+            queue.request.environment.clone(),
+        ),
+        ("TESTARENA_REPO_DIR".into(), repo_dir.display().to_string()),
+    ]
+}
+
+async fn build(
+    ctx: &StepCtx<'_>,
+    queue: &Queue,
+    env: &Environment,
+    repo_dir: &PathBuf,
+) -> Result<(), StepError> {
+    let mut spec = Spec::new(env.build.clone(), repo_dir);
+    spec.env = command_env(ctx.state, queue, repo_dir);
+    match ctx.run(&spec, Some(env.build_timeout), |_| {}).await? {
+        Ending::Exited(exit) if exit.success() => Ok(()),
+        Ending::Exited(exit) => Err(StepError::Error(format!("build failed ({exit})"))),
+        Ending::TimedOut(_) => Err(StepError::Error(format!(
+            "build timed out after {} (build_timeout of environment {})",
+            crate::model::format_duration(env.build_timeout),
+            env.name
+        ))),
+        other => Err(StepError::from_ending(&other, "build")),
+    }
+}

@@ -1,0 +1,112 @@
+//! The scheduler: reacts to the store's change feed (enqueue, abort, delete) and to finished
+//! runs; never polls. `try_run_next` is one step — claim one queue if a slot and its
+//! environment allow — so tests can drive it directly.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::task::TaskTracker;
+
+use super::mirror::Mirrors;
+use super::pipeline;
+use crate::api::AppState;
+use crate::model::{QueueId, Status};
+use crate::store::{ClaimFilter, StoreError};
+
+#[derive(Clone)]
+pub struct Scheduler {
+    state: AppState,
+    tracker: TaskTracker,
+    mirrors: Mirrors,
+    /// Signalled when a run ends and its slot is free again.
+    freed: Arc<Notify>,
+}
+
+impl Scheduler {
+    pub fn new(state: AppState, tracker: TaskTracker) -> Scheduler {
+        Scheduler {
+            mirrors: Mirrors::new(&state.config.root),
+            state,
+            tracker,
+            freed: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Environments whose `max_parallel` is reached.
+    fn blocked_environments(&self) -> HashSet<String> {
+        self.state
+            .config
+            .environments
+            .values()
+            .filter(|e| {
+                e.max_parallel
+                    .is_some_and(|max| self.state.worker.busy_in(&e.name) >= max)
+            })
+            .map(|e| e.name.clone())
+            .collect()
+    }
+
+    /// Claims and starts one queue if a slot is free. Returns the queue started, if any.
+    pub async fn try_run_next(&self) -> Result<Option<QueueId>, StoreError> {
+        if self.state.shutdown.is_cancelled()
+            || self.state.worker.busy() >= self.state.config.worker.slots
+        {
+            return Ok(None);
+        }
+        let filter = ClaimFilter {
+            blocked_environments: self.blocked_environments(),
+        };
+        let Some(queue) = self.state.store.claim_next(filter).await? else {
+            return Ok(None);
+        };
+        let id = queue.id.clone();
+        let cancel =
+            self.state
+                .worker
+                .start(&queue.id, &queue.request.environment, &self.state.shutdown);
+        let this = self.clone();
+        self.tracker.spawn(async move {
+            let id = queue.id.clone();
+            pipeline::run_queue(&this.state, &this.mirrors, queue, cancel).await;
+            this.state.worker.finish(&id);
+            this.freed.notify_one();
+        });
+        Ok(Some(id))
+    }
+
+    /// Starts queues while slots are free.
+    async fn fill(&self) {
+        loop {
+            match self.try_run_next().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::error!(error = %e, "scheduler: cannot claim a queue");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The loop: a thin `select!` over shutdown, the change feed and freed slots.
+    pub async fn run(self) {
+        let mut changes = self.state.store.subscribe();
+        let shutdown = self.state.shutdown.clone();
+        loop {
+            self.fill().await;
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.freed.notified() => {}
+                change = changes.recv() => match change {
+                    // Only a queue that became waiting (enqueue, re-queue) can be claimed.
+                    Ok(c) if c.task.is_none() && c.to == Some(Status::Waiting) => {}
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => break,
+                },
+            }
+        }
+    }
+}

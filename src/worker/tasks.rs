@@ -1,0 +1,379 @@
+//! The scenario part of a run: which scenarios (given, or `scenarios/*.xml`), validation before
+//! any board boots, one fresh board per scenario, results written to the store and the reports
+//! as each test finishes.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use tokio::sync::mpsc;
+
+use super::board::{Board, BootError, ShellHost};
+use super::pipeline::command_env;
+use super::step::{StepCtx, StepError};
+use crate::api::AppState;
+use crate::config::{Environment, queue_dir};
+use crate::exec::Spec;
+use crate::logs::{LogWriter, marker};
+use crate::model::{Queue, QueueId, Status, Task, TestResult, TranscriptLine};
+use crate::scenario::{self, Observer, Scenario};
+
+/// A task and its scenario file, parsed (or the diagnostics saying why not).
+pub struct Prepared {
+    pub task: Task,
+    pub scenario: Result<Scenario, String>,
+}
+
+/// Decides the task list and validates every scenario file before anything boots.
+pub async fn prepare(
+    state: &AppState,
+    queue: &Queue,
+    repo_dir: &Path,
+    log: &LogWriter,
+) -> Result<Vec<Prepared>, StepError> {
+    let tasks = if queue.request.scenarios.is_empty() {
+        let found = discover(repo_dir).await;
+        if found.is_empty() {
+            return Err(StepError::Error(
+                "no scenarios: the request names none and the repository has no scenarios/*.xml"
+                    .into(),
+            ));
+        }
+        log.line(&format!("found scenarios: {}", found.join(", ")));
+        state
+            .store
+            .set_tasks(&queue.id, found)
+            .await
+            .map_err(|e| StepError::Error(e.to_string()))?
+    } else {
+        state
+            .store
+            .get(&queue.id)
+            .await
+            .map_err(|e| StepError::Error(e.to_string()))?
+            .map(|v| v.tasks)
+            .unwrap_or_default()
+    };
+    let mut out = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        let path = repo_dir.join(&task.scenario);
+        let scenario = tokio::task::spawn_blocking(move || scenario::parse_file(&path))
+            .await
+            .map_err(|e| StepError::Error(e.to_string()))?
+            .map_err(|diags| {
+                diags
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        if let Err(message) = &scenario {
+            for line in message.lines() {
+                log.line(line);
+            }
+        }
+        out.push(Prepared { task, scenario });
+    }
+    Ok(out)
+}
+
+async fn discover(repo_dir: &Path) -> Vec<String> {
+    let dir = repo_dir.join("scenarios");
+    let mut found = Vec::new();
+    if let Ok(mut entries) = tokio::fs::read_dir(&dir).await {
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".xml") && entry.path().is_file() {
+                found.push(format!("scenarios/{name}"));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Runs one task on a fresh board. `Err(Cancelled)` when the run was cancelled meanwhile.
+pub async fn run_task(
+    ctx: &StepCtx<'_>,
+    queue: &Queue,
+    env: &Environment,
+    repo_dir: &Path,
+    queue_dir: &Path,
+    prepared: &Prepared,
+) -> Result<Status, StepError> {
+    let state = ctx.state;
+    let task = &prepared.task;
+    let task_dir = queue_dir.join("tasks").join(task.id.as_str());
+    let name = task.id.as_str();
+    set_status(state, queue, task, Status::Running, None).await;
+    ctx.log.line(&marker(
+        "task",
+        name,
+        &format!("started ({})", task.scenario),
+    ));
+
+    let scenario = match &prepared.scenario {
+        Ok(s) => s,
+        Err(message) => {
+            let error = format!("invalid scenario file:\n{message}");
+            return end_task(ctx, queue, task, &task_dir, Status::Error, Some(error)).await;
+        }
+    };
+
+    let w = &state.config.worker;
+    let mut spec = Spec::new(env.simulate.clone(), repo_dir).with_stdin();
+    spec.env = command_env(state, queue, repo_dir);
+    ctx.log
+        .line(&marker("step", &format!("boot:{name}"), "started"));
+    let booted = Board::boot(
+        &spec,
+        &env.ready,
+        env.boot_timeout,
+        w.max_line,
+        w.kill_grace,
+        ctx.log,
+        ctx.cancel,
+    )
+    .await;
+    let mut board = match booted {
+        Ok(board) => {
+            ctx.log
+                .line(&marker("step", &format!("boot:{name}"), "passed"));
+            board
+        }
+        Err(BootError::Cancelled) => {
+            end_task(
+                ctx,
+                queue,
+                task,
+                &task_dir,
+                Status::Aborted,
+                Some("aborted".into()),
+            )
+            .await?;
+            return Err(StepError::Cancelled);
+        }
+        Err(e) => {
+            let why = match e {
+                BootError::Spawn(m) => format!("cannot start the simulator: {m}"),
+                BootError::Exited(how) => format!(
+                    "the board did not boot: {how} before printing {:?}",
+                    env.ready
+                ),
+                BootError::Timeout(d) => format!(
+                    "boot timed out: {:?} did not appear within {} (boot_timeout)",
+                    env.ready,
+                    crate::model::format_duration(d)
+                ),
+                BootError::Cancelled => unreachable!(),
+            };
+            ctx.log.line(&marker(
+                "step",
+                &format!("boot:{name}"),
+                &format!("error: {why}"),
+            ));
+            return end_task(ctx, queue, task, &task_dir, Status::Error, Some(why)).await;
+        }
+    };
+
+    let mut host = ShellHost {
+        cwd: repo_dir.to_owned(),
+        env: command_env(state, queue, repo_dir),
+        grace: w.kill_grace,
+        max_line: w.max_line,
+        cancel: ctx.cancel.clone(),
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let persister = tokio::spawn(persist(
+        state.clone(),
+        queue.clone(),
+        task.clone(),
+        task_dir.clone(),
+        rx,
+    ));
+    let mut observer = TaskObserver {
+        log: ctx.log.clone(),
+        tx,
+    };
+    let run =
+        scenario::run_scenario(scenario, &mut board, &mut host, &mut observer, ctx.cancel).await;
+    drop(observer);
+    let exit = board.stop(w.kill_grace).await;
+    ctx.log.line(&format!("board stopped ({exit})"));
+    if let Err(e) = persister.await {
+        tracing::error!(error = %e, "task persister failed");
+    }
+
+    let error = match run.status {
+        Status::Passed => None,
+        Status::TimedOut => Some(format!(
+            "scenario timed out after {}",
+            crate::model::format_duration(scenario.timeout)
+        )),
+        Status::Aborted => Some("aborted".into()),
+        _ => run.board_exit.clone(),
+    };
+    let status = end_task(ctx, queue, task, &task_dir, run.status, error).await?;
+    if run.status == Status::Aborted {
+        return Err(StepError::Cancelled);
+    }
+    Ok(status)
+}
+
+async fn set_status(
+    state: &AppState,
+    queue: &Queue,
+    task: &Task,
+    to: Status,
+    error: Option<String>,
+) {
+    if let Err(e) = state
+        .store
+        .task_status(&queue.id, &task.id, to, error)
+        .await
+    {
+        tracing::error!(queue = %queue.id, task = %task.id, error = %e, "cannot record a task status");
+    }
+}
+
+/// Records the task's outcome and writes its reports.
+async fn end_task(
+    ctx: &StepCtx<'_>,
+    queue: &Queue,
+    task: &Task,
+    task_dir: &Path,
+    status: Status,
+    error: Option<String>,
+) -> Result<Status, StepError> {
+    let state = ctx.state;
+    let line = match &error {
+        Some(e) => format!("{status}: {}", e.lines().next().unwrap_or_default()),
+        None => status.to_string(),
+    };
+    ctx.log.line(&marker("task", task.id.as_str(), &line));
+    let _ = ctx.log.sync().await;
+    let recorded = state
+        .store
+        .task_status(&queue.id, &task.id, status, error)
+        .await
+        .map_err(|e| StepError::Error(e.to_string()))?;
+    let (reports, queue, dir) = (state.reports.clone(), queue.clone(), task_dir.to_owned());
+    let written =
+        tokio::task::spawn_blocking(move || reports.write_task(&dir, &queue, &recorded)).await;
+    if let Ok(Err(e)) = written {
+        tracing::error!(error = %e, "cannot write a task report");
+    }
+    Ok(status)
+}
+
+/// Marks tasks that never ran as `skipped` (or `aborted`/`error` when they were running).
+pub async fn close_open_tasks(state: &AppState, id: &QueueId, queue_status: Status) {
+    let Ok(Some(view)) = state.store.get(id).await else {
+        return;
+    };
+    for task in view.tasks.iter().filter(|t| !t.status.is_terminal()) {
+        let to = match (task.status, queue_status) {
+            (Status::Running, Status::Aborted) => Status::Aborted,
+            (Status::Running, Status::TimedOut) => Status::TimedOut,
+            (Status::Running, _) => Status::Error,
+            _ => Status::Skipped,
+        };
+        let why = format!("queue ended {queue_status} before this task finished");
+        if let Err(e) = state.store.task_status(id, &task.id, to, Some(why)).await {
+            tracing::error!(queue = %id, error = %e, "cannot close a task");
+        }
+    }
+}
+
+pub async fn write_queue_report(state: &AppState, queue: &Queue) {
+    let Ok(Some(view)) = state.store.get(&queue.id).await else {
+        return;
+    };
+    let dir = queue_dir(&state.config.root, &queue.id);
+    let reports = state.reports.clone();
+    let written =
+        tokio::task::spawn_blocking(move || reports.write_queue(&dir, &view.queue, &view.tasks))
+            .await;
+    if let Ok(Err(e)) = written {
+        tracing::error!(error = %e, "cannot write the queue report");
+    }
+}
+
+enum Event {
+    Line(String),
+    Finished(TestResult, Vec<TranscriptLine>),
+}
+
+/// Queue-log lines go out at once; results and task-log lines go to the persister in order.
+struct TaskObserver {
+    log: LogWriter,
+    tx: mpsc::UnboundedSender<Event>,
+}
+
+impl Observer for TaskObserver {
+    fn log(&mut self, line: &str) {
+        self.log.line(line);
+        let _ = self.tx.send(Event::Line(line.to_owned()));
+    }
+
+    fn test_started(&mut self, _suite: &str, _test: &str) {}
+
+    fn test_finished(&mut self, result: &TestResult, transcript: &[TranscriptLine]) {
+        let _ = self
+            .tx
+            .send(Event::Finished(result.clone(), transcript.to_vec()));
+    }
+}
+
+/// Writes `task.log`, each test's result to the store and its HTML log, as they arrive.
+async fn persist(
+    state: AppState,
+    queue: Queue,
+    task: Task,
+    task_dir: PathBuf,
+    mut rx: mpsc::UnboundedReceiver<Event>,
+) {
+    let task_log = std::fs::create_dir_all(&task_dir)
+        .and_then(|_| std::fs::File::create(task_dir.join("task.log")))
+        .map(std::io::BufWriter::new);
+    let mut task_log = match task_log {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot create task.log");
+            None
+        }
+    };
+    while let Some(event) = rx.recv().await {
+        match event {
+            Event::Line(line) => {
+                if let Some(f) = task_log.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
+            }
+            Event::Finished(result, transcript) => {
+                if let Err(e) = state
+                    .store
+                    .record_test(&queue.id, &task.id, result.clone())
+                    .await
+                {
+                    tracing::error!(error = %e, "cannot record a test result");
+                }
+                let (reports, q, tid, dir) = (
+                    state.reports.clone(),
+                    queue.clone(),
+                    task.id.clone(),
+                    task_dir.clone(),
+                );
+                let written = tokio::task::spawn_blocking(move || {
+                    reports.write_test_log(&dir, &q, &tid, &result, &transcript)
+                })
+                .await;
+                if let Ok(Err(e)) = written {
+                    tracing::error!(error = %e, "cannot write a test log");
+                }
+            }
+        }
+    }
+    if let Some(mut f) = task_log {
+        let _ = f.flush();
+    }
+}

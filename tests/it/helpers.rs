@@ -1,0 +1,98 @@
+//! Shared test fixtures: a server on 127.0.0.1:0 with its own temporary root, waiting helpers.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+use testarena::api::AppState;
+use testarena::config::Config;
+use testarena::server::Server;
+
+/// A running server with its own root; stopped (gracefully) by `stop` or on drop of the runtime.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub client: reqwest::Client,
+    pub root: PathBuf,
+    server: Option<Server>,
+    _dir: tempfile::TempDir,
+}
+
+/// Extra TOML laid over the defaults; the root and listen address are set by the helper.
+pub async fn spawn_app_with(extra_toml: &str) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("root");
+    let mut config = Config::from_toml("test.toml", extra_toml).expect("test config");
+    config.root = root.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let server = Server::start(config, listener)
+        .await
+        .expect("server starts");
+    TestApp {
+        addr: server.addr,
+        state: server.state.clone(),
+        client: reqwest::Client::new(),
+        root,
+        server: Some(server),
+        _dir: dir,
+    }
+}
+
+/// A server whose worker is paused (`slots = 0`): queues stay waiting.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with("[worker]\nslots = 0\n").await
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Waits (event-driven, on the store's change feed) until queue `id` has `status`.
+    pub async fn wait_status(&self, id: &str, status: &str, limit: Duration) -> Value {
+        let mut changes = self.state.store.subscribe();
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let (_, q) = self.get_json(&format!("/api/queues/{id}")).await;
+            if q["status"] == status {
+                return q;
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, changes.recv()).await {
+                Ok(_) => {}
+                Err(_) => panic!("queue {id} did not reach {status} within {limit:?}; now: {q:#}"),
+            }
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop().await;
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The one integration-test binary: every test gets its own temporary root.
+
+mod api_queues;
+mod cli;
+mod dashboard;
+mod e2e_qemu;
+mod events_sse;
+mod helpers;
+mod logs_sse;
+mod reports;
+mod store;
+mod worker;
