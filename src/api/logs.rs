@@ -118,13 +118,10 @@ pub async fn stream(
         .get(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("queue {id}")))?;
-    let follower = state
-        .logs
-        .subscribe(&id, from)
-        .map_err(|e| match e {
-            FollowError::Io(e) => ApiError::internal(e),
-            e => ApiError::bad_request("invalid_offset", e.to_string(), Some("from")),
-        })?;
+    let follower = state.logs.subscribe(&id, from).map_err(|e| match e {
+        FollowError::Io(e) => ApiError::internal(e),
+        e => ApiError::bad_request("invalid_offset", e.to_string(), Some("from")),
+    })?;
     let follow = Follow {
         id,
         follower,

@@ -1,11 +1,17 @@
 //! The HTTP surface: every route in one `router`, handlers grouped by resource.
 //!
 //! - `queues`   enqueue, list, get, abort, delete
+//! - `logs`     a queue's log as text and as a resumable SSE stream
+//! - `events`   the change feed as a resumable SSE stream
+//! - `files`    report files under a queue's directory, read-only
 //! - `validate` parsing an enqueue request at the edge
 //! - `error`    the one error type; `json` our JSON extractor with error bodies
 
 pub mod error;
+pub mod events;
+pub mod files;
 pub mod json;
+pub mod logs;
 pub mod queues;
 pub mod validate;
 
@@ -43,6 +49,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/queues", post(queues::enqueue).get(queues::list))
         .route("/api/queues/{id}", get(queues::get).delete(queues::delete))
         .route("/api/queues/{id}/abort", post(queues::abort))
+        .route("/api/queues/{id}/log", get(logs::text))
+        .route("/api/queues/{id}/log/stream", get(logs::stream))
+        .route("/api/events", get(events::stream))
+        .route("/queues/{id}/files/{*path}", get(files::serve_file))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

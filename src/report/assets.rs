@@ -57,12 +57,25 @@ pub fn environment() -> Result<Environment<'static>, ReportError> {
     });
     let css = stylesheet()?;
     env.add_global("style_css", Value::from_safe_string(css.into_owned()));
+    let mut sources = Vec::new();
     for name in Templates::iter() {
         let file = Templates::get(&name).ok_or_else(|| ReportError::Asset(name.to_string()))?;
         let source = utf8(file.data).ok_or_else(|| ReportError::Asset(name.to_string()))?;
+        sources.push((name.into_owned(), source));
+    }
+    load(&mut env, sources)?;
+    Ok(env)
+}
+
+/// Compiles the templates into the environment; the first syntax error is returned.
+fn load(
+    env: &mut Environment<'static>,
+    sources: Vec<(String, Cow<'static, str>)>,
+) -> Result<(), ReportError> {
+    for (name, source) in sources {
         env.add_template_owned(name, source)?;
     }
-    Ok(env)
+    Ok(())
 }
 
 /// The shared stylesheet's text.
@@ -76,5 +89,39 @@ fn utf8(data: Cow<'static, [u8]>) -> Option<Cow<'static, str>> {
     match data {
         Cow::Borrowed(b) => std::str::from_utf8(b).ok().map(Cow::Borrowed),
         Cow::Owned(v) => String::from_utf8(v).ok().map(Cow::Owned),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_template_syntax_error_names_the_template_and_line() {
+        let mut env = Environment::new();
+        let sources = vec![
+            ("good.html".to_owned(), Cow::Borrowed("{{ x }}")),
+            ("bad.html".to_owned(), Cow::Borrowed("line one\n{% if %}")),
+        ];
+        let err = load(&mut env, sources).unwrap_err();
+        let ReportError::Template(e) = &err else {
+            panic!("{err}")
+        };
+        assert_eq!((e.name(), e.line()), (Some("bad.html"), Some(2)), "{err}");
+    }
+
+    #[test]
+    fn the_shipped_templates_compile() {
+        let env = environment().unwrap();
+        let names: Vec<&str> = env.templates().map(|(name, _)| name).collect();
+        for name in [
+            "base.html",
+            "_macros.html",
+            "test_log.html",
+            "task_report.html",
+        ] {
+            assert!(names.contains(&name), "{name} missing from {names:?}");
+        }
+        assert!(stylesheet().unwrap().contains(".card"));
     }
 }

@@ -96,3 +96,21 @@ impl TestApp {
         }
     }
 }
+
+/// An `AppState` with no server and no worker (for router tests with `oneshot`).
+pub fn test_state(extra_toml: &str) -> (AppState, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config::from_toml("test.toml", extra_toml).expect("test config");
+    config.root = dir.path().to_owned();
+    std::fs::create_dir_all(dir.path().join("queues")).expect("queues dir");
+    let store = testarena::store::Store::open(&dir.path().join("testarena.redb")).expect("store");
+    let state = AppState {
+        logs: testarena::logs::LogHub::new(&config.root),
+        reports: testarena::report::Reports::new().expect("templates"),
+        config: std::sync::Arc::new(config),
+        store,
+        worker: testarena::worker::WorkerHandle::default(),
+        shutdown: tokio_util::sync::CancellationToken::new(),
+    };
+    (state, dir)
+}

@@ -1,1 +1,275 @@
-//! placeholder
+//! The redb store on its own: transitions, claim order, pagination, idempotency, change feed,
+//! recovery, reopening.
+
+use std::collections::HashSet;
+
+use testarena::model::{QueueId, QueueRequest, Status, TaskId, TestResult, TestStatus};
+use testarena::store::{ClaimFilter, Enqueued, Store, StoreError};
+
+fn req(env: &str, priority: i32) -> QueueRequest {
+    QueueRequest {
+        repo: "/srv/fw".into(),
+        branch: Some("main".into()),
+        commit: None,
+        environment: env.into(),
+        scenarios: vec!["scenarios/a.xml".into()],
+        priority,
+    }
+}
+
+fn id(s: &str) -> QueueId {
+    QueueId::parse(s).unwrap()
+}
+
+fn open(dir: &tempfile::TempDir) -> Store {
+    Store::open(&dir.path().join("t.redb")).unwrap()
+}
+
+#[tokio::test]
+async fn legal_and_illegal_transitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.enqueue(id("a"), req("esp32", 0)).await.unwrap();
+    let err = store
+        .transition(&id("a"), Status::Passed, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Illegal(_)), "{err}");
+    let q = store
+        .transition(&id("a"), Status::Running, None)
+        .await
+        .unwrap();
+    assert!(q.started_at.is_some());
+    let q = store
+        .transition(&id("a"), Status::Failed, Some("x".into()))
+        .await
+        .unwrap();
+    assert_eq!(q.status, Status::Failed);
+    assert!(q.finished_at.is_some());
+    for to in [Status::Running, Status::Waiting, Status::Passed] {
+        assert!(store.transition(&id("a"), to, None).await.is_err());
+    }
+    assert!(matches!(
+        store.transition(&id("nope"), Status::Running, None).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // A refused write left nothing behind.
+    assert_eq!(
+        store.get(&id("a")).await.unwrap().unwrap().queue.status,
+        Status::Failed
+    );
+}
+
+#[tokio::test]
+async fn claim_takes_highest_priority_then_oldest_and_skips_blocked_environments() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.enqueue(id("low-old"), req("esp32", 0)).await.unwrap();
+    store.enqueue(id("high"), req("esp32", 5)).await.unwrap();
+    store
+        .enqueue(id("low-new"), req("xtensa-sim", 0))
+        .await
+        .unwrap();
+    store
+        .enqueue(id("high-sim"), req("xtensa-sim", 5))
+        .await
+        .unwrap();
+    let blocked = ClaimFilter {
+        blocked_environments: HashSet::from(["esp32".to_owned()]),
+    };
+    let q = store.claim_next(blocked.clone()).await.unwrap().unwrap();
+    assert_eq!(q.id.as_str(), "high-sim");
+    assert_eq!(q.status, Status::Running);
+    let order: Vec<String> = store
+        .waiting()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|q| q.id.to_string())
+        .collect();
+    assert_eq!(order, ["high", "low-old", "low-new"]);
+    let q = store
+        .claim_next(ClaimFilter::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(q.id.as_str(), "high");
+    let q = store.claim_next(blocked).await.unwrap().unwrap();
+    assert_eq!(q.id.as_str(), "low-new");
+    let q = store
+        .claim_next(ClaimFilter::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(q.id.as_str(), "low-old");
+    assert!(
+        store
+            .claim_next(ClaimFilter::default())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn concurrent_claims_never_hand_out_a_queue_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for i in 0..50 {
+        store
+            .enqueue(id(&format!("q{i}")), req("esp32", 0))
+            .await
+            .unwrap();
+    }
+    let mut handles = Vec::new();
+    for _ in 0..60 {
+        let s = store.clone();
+        handles.push(tokio::spawn(async move {
+            s.claim_next(ClaimFilter::default()).await.unwrap()
+        }));
+    }
+    let mut seen = HashSet::new();
+    let mut none = 0;
+    for h in handles {
+        match h.await.unwrap() {
+            Some(q) => assert!(seen.insert(q.id), "claimed twice"),
+            None => none += 1,
+        }
+    }
+    assert_eq!((seen.len(), none), (50, 10));
+}
+
+#[tokio::test]
+async fn idempotent_enqueue_and_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    assert!(matches!(
+        store.enqueue(id("a"), req("esp32", 0)).await.unwrap(),
+        Enqueued::Created(_)
+    ));
+    assert!(matches!(
+        store.enqueue(id("a"), req("esp32", 0)).await.unwrap(),
+        Enqueued::Existing(_)
+    ));
+    assert!(matches!(
+        store.enqueue(id("a"), req("esp32", 1)).await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+#[tokio::test]
+async fn change_feed_is_ordered_and_kept_for_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut feed = store.subscribe();
+    store.enqueue(id("a"), req("esp32", 0)).await.unwrap();
+    store.claim_next(ClaimFilter::default()).await.unwrap();
+    let task = TaskId::parse("a").unwrap();
+    store
+        .task_status(&id("a"), &task, Status::Running, None)
+        .await
+        .unwrap();
+    store
+        .transition(&id("a"), Status::Aborted, None)
+        .await
+        .unwrap();
+    store.delete(&id("a")).await.unwrap();
+
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        got.push(feed.recv().await.unwrap());
+    }
+    let seqs: Vec<u64> = got.iter().map(|c| c.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    let steps: Vec<(Option<Status>, Option<Status>, bool)> = got
+        .iter()
+        .map(|c| (c.from, c.to, c.task.is_some()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            (None, Some(Status::Waiting), false),
+            (Some(Status::Waiting), Some(Status::Running), false),
+            (Some(Status::Waiting), Some(Status::Running), true),
+            (Some(Status::Running), Some(Status::Aborted), false),
+            (Some(Status::Aborted), None, false),
+        ]
+    );
+    assert_eq!(store.latest_seq(), seqs[4]);
+    let after = store.events_after(seqs[1]).await.unwrap();
+    assert!(after.complete);
+    assert_eq!(after.changes, got[2..].to_vec());
+}
+
+#[tokio::test]
+async fn test_results_and_recovery_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let task = TaskId::parse("a").unwrap();
+    {
+        let store = open(&dir);
+        for name in ["a", "b"] {
+            store.enqueue(id(name), req("esp32", 0)).await.unwrap();
+            store.claim_next(ClaimFilter::default()).await.unwrap();
+        }
+        store
+            .task_status(&id("a"), &task, Status::Running, None)
+            .await
+            .unwrap();
+        let result = TestResult {
+            suite: "s".into(),
+            name: "t".into(),
+            status: TestStatus::Passed,
+            duration_ms: 5,
+            message: None,
+        };
+        store
+            .record_test(&id("a"), &task, result.clone())
+            .await
+            .unwrap();
+        let v = store.get(&id("a")).await.unwrap().unwrap();
+        assert_eq!(v.tasks[0].tests, [result]);
+        store.close().await;
+    }
+    {
+        // The crash left both running: attempt 1 of 2 → re-queued as attempt 2 with fresh tasks.
+        let store = open(&dir);
+        assert_eq!(store.recover(2).await.unwrap().len(), 2);
+        let a = store.get(&id("a")).await.unwrap().unwrap();
+        assert_eq!((a.queue.status, a.queue.attempt), (Status::Waiting, 2));
+        assert!(a.tasks[0].tests.is_empty());
+        assert_eq!(a.tasks[0].status, Status::Waiting);
+        store.claim_next(ClaimFilter::default()).await.unwrap();
+        store.claim_next(ClaimFilter::default()).await.unwrap();
+        store.close().await;
+    }
+    let store = open(&dir);
+    store.recover(2).await.unwrap();
+    for name in ["a", "b"] {
+        let q = store.get(&id(name)).await.unwrap().unwrap();
+        assert_eq!((q.queue.status, q.queue.attempt), (Status::Error, 2));
+        assert_eq!(q.queue.error.as_deref(), Some("interrupted"));
+        assert!(q.tasks.iter().all(|t| t.status.is_terminal()));
+    }
+}
+
+#[tokio::test]
+async fn a_closed_store_refuses_writes_and_reopens_with_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for i in 0..20 {
+        store
+            .enqueue(id(&format!("q{i}")), req("esp32", 0))
+            .await
+            .unwrap();
+    }
+    store.close().await;
+    assert!(matches!(
+        store.enqueue(id("late"), req("esp32", 0)).await,
+        Err(StoreError::Unavailable)
+    ));
+    drop(store);
+    let store = open(&dir);
+    let page = store.list(None, 100, None).await.unwrap();
+    assert_eq!(page.items.len(), 20);
+    assert_eq!(page.items[0].id.as_str(), "q19");
+}

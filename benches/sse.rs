@@ -1,0 +1,3 @@
+//! SSE throughput and memory benchmark (in progress).
+
+fn main() {}
