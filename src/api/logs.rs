@@ -128,7 +128,6 @@ pub async fn stream(
         changes,
         store: state.store.clone(),
         status: view.queue.status,
-        idle: false,
         done: false,
         shutdown: state.shutdown.clone(),
     };
@@ -147,8 +146,6 @@ struct Follow {
     store: Store,
     /// The queue's status as last seen in the store.
     status: Status,
-    /// The client has every line there is and no writer is open.
-    idle: bool,
     done: bool,
     shutdown: CancellationToken,
 }
@@ -161,7 +158,9 @@ impl Follow {
             if self.done || self.shutdown.is_cancelled() {
                 return None;
             }
-            if self.idle && self.status.is_terminal() {
+            // The worker closes the log before it finishes the queue; checking the follower
+            // here (not a flag from an earlier `Idle`) also covers a run that came and went.
+            if self.status.is_terminal() && self.follower.is_idle() {
                 self.done = true;
                 let data = json!({ "status": self.status });
                 return Some(Event::default().event("end").data(data.to_string()));
@@ -170,11 +169,8 @@ impl Follow {
                 biased;
                 () = self.shutdown.cancelled() => return None,
                 item = self.follower.next() => match item {
-                    FollowItem::Batch(batch) => {
-                        self.idle = false;
-                        return Some(log_event(batch));
-                    }
-                    FollowItem::Idle => self.idle = true,
+                    FollowItem::Batch(batch) => return Some(log_event(batch)),
+                    FollowItem::Idle => {}
                     FollowItem::Failed(e) => {
                         tracing::warn!(queue = %self.id, error = %e, "reading the log for an SSE client failed");
                         return None;

@@ -45,8 +45,8 @@ impl Batch {
 #[derive(Debug)]
 pub enum FollowItem {
     Batch(Batch),
-    /// Everything in the file is delivered and no writer is open. Reported once; the next call
-    /// waits for a writer to open (a re-run) and goes on from there.
+    /// Everything in the file is delivered and no writer is open. Reported once per idle spell;
+    /// the next call waits for a writer to open (a re-run) and goes on from there.
     Idle,
     /// The file could not be read; the follower can be dropped.
     Failed(io::Error),
@@ -102,6 +102,12 @@ impl LogFollower {
         self.offset
     }
 
+    /// Whether everything is delivered and no writer has opened since `Idle` was reported:
+    /// nothing more can come until one does.
+    pub fn is_idle(&self) -> bool {
+        self.idle_reported && !self.live.has_changed().unwrap_or(false)
+    }
+
     /// The next complete lines after the offset: the file first, then live. Cancel-safe: every
     /// change of state happens between two awaits, after the awaited value is in hand.
     pub async fn next(&mut self) -> FollowItem {
@@ -130,7 +136,9 @@ impl LogFollower {
                     // The hub's side is gone: nothing can be written any more.
                     std::future::pending::<()>().await;
                 }
-                // A new writer may have ended a cut line: look at the file again.
+                // A writer opened (and maybe already closed): look at the file again, and say
+                // `Idle` again once everything it wrote is delivered.
+                self.idle_reported = false;
                 self.from_file = true;
                 continue;
             }

@@ -257,6 +257,28 @@ async fn an_idle_follower_picks_up_the_next_run() {
 }
 
 #[tokio::test]
+async fn is_idle_turns_false_as_soon_as_a_writer_opens() {
+    let (_dir, hub) = hub();
+    let id = qid("idle");
+    let mut f = hub.subscribe(&id, 0).unwrap();
+    assert!(!f.is_idle());
+    assert!(matches!(next(&mut f).await, FollowItem::Idle));
+    assert!(f.is_idle());
+    // A whole run happens before the follower is polled again.
+    let w = hub.writer(&id).unwrap();
+    assert!(!f.is_idle());
+    w.line("quick");
+    w.close().await.unwrap();
+    let FollowItem::Batch(b) = next(&mut f).await else {
+        panic!("expected the quick run's line")
+    };
+    assert_eq!(b.text, "quick");
+    assert!(!f.is_idle());
+    assert!(matches!(next(&mut f).await, FollowItem::Idle));
+    assert!(f.is_idle());
+}
+
+#[tokio::test]
 async fn lines_keep_their_order_per_writer_clone() {
     let (_dir, hub) = hub();
     let id = qid("order");

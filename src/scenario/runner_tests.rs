@@ -69,7 +69,11 @@ async fn passing_scenario_logs_markers_sends_and_output() {
     .await;
     assert_eq!(run.status, Status::Passed, "{:#?}", run.results);
     assert_eq!(run.board_exit, None);
-    let names: Vec<_> = rec.started.iter().map(|(s, t)| format!("{s}/{t}")).collect();
+    let names: Vec<_> = rec
+        .started
+        .iter()
+        .map(|(s, t)| format!("{s}/{t}"))
+        .collect();
     assert_eq!(names, ["shell/ping", "shell/add numbers", "host/check"]);
     assert_eq!(rec.finished.len(), 3);
 
@@ -82,7 +86,11 @@ async fn passing_scenario_logs_markers_sends_and_output() {
         "host-side",
         "oops",
     ] {
-        assert!(rec.log.iter().any(|l| l == line), "{line:?} not in {:#?}", rec.log);
+        assert!(
+            rec.log.iter().any(|l| l == line),
+            "{line:?} not in {:#?}",
+            rec.log
+        );
     }
     let marker = regex::Regex::new(r"^=== (step|task|test) (\S+) (.*)$").unwrap();
     let passed = regex::Regex::new(r"^=== test shell/add_numbers passed \(\d+ ms\)$").unwrap();
@@ -119,7 +127,10 @@ async fn failed_expect_says_what_and_quotes_the_last_lines_then_the_next_test_ru
         [("quiet", TestStatus::Failed), ("after", TestStatus::Passed)]
     );
     let m = message(&run, "quiet");
-    assert!(m.starts_with(r#"expected "never" within 1s; last console lines: "#), "{m}");
+    assert!(
+        m.starts_with(r#"expected "never" within 1s; last console lines: "#),
+        "{m}"
+    );
     assert!(m.contains(r#""echo: hello""#), "{m}");
     assert_eq!(run.status, Status::Failed);
 }
@@ -138,8 +149,10 @@ async fn run_step_fails_on_a_non_zero_exit() {
         r#"command "echo before; exit 3" exited with status 3"#
     );
     assert!(transcript(&rec, "bad").contains(&(LineKind::Output, "before")));
-    assert!(rec.log.iter().any(|l| l
-        == r#"=== test host/bad failed: command "echo before; exit 3" exited with status 3"#));
+    assert!(
+        rec.log.iter().any(|l| l
+            == r#"=== test host/bad failed: command "echo before; exit 3" exited with status 3"#)
+    );
 }
 
 #[tokio::test]
@@ -162,7 +175,10 @@ async fn test_timeout_times_out_the_test_kills_its_command_and_the_next_test_run
         ]
     );
     let m = message(&run, "hang");
-    assert!(m.starts_with(r#"test timeout 1s expired while waiting for "pong""#), "{m}");
+    assert!(
+        m.starts_with(r#"test timeout 1s expired while waiting for "pong""#),
+        "{m}"
+    );
     assert_eq!(
         message(&run, "slow"),
         r#"test timeout 1s expired while running "sleep 30""#
@@ -197,12 +213,17 @@ async fn board_exit_fails_the_test_and_skips_the_rest() {
         message(&run, "host"),
         "board exited earlier: board exited with status 7"
     );
-    assert_eq!(run.board_exit.as_deref(), Some("board exited with status 7"));
+    assert_eq!(
+        run.board_exit.as_deref(),
+        Some("board exited with status 7")
+    );
     assert_eq!(run.status, Status::Failed);
     assert_eq!(rec.started.len(), 2);
     assert_eq!(rec.finished.len(), 4);
-    assert!(rec.log.iter().any(|l| l
-        == "=== test shell/after skipped: board exited earlier: board exited with status 7"));
+    assert!(
+        rec.log.iter().any(|l| l
+            == "=== test shell/after skipped: board exited earlier: board exited with status 7")
+    );
     assert!(transcript(&rec, "die").contains(&(LineKind::Console, "dying")));
 }
 
@@ -217,10 +238,16 @@ async fn scenario_timeout_times_out_the_current_test_and_skips_the_rest() {
     .await;
     assert_eq!(
         statuses(&run),
-        [("hang", TestStatus::TimedOut), ("next", TestStatus::Skipped)]
+        [
+            ("hang", TestStatus::TimedOut),
+            ("next", TestStatus::Skipped)
+        ]
     );
     let m = message(&run, "hang");
-    assert!(m.starts_with(r#"scenario timeout 1s expired while waiting for "pong""#), "{m}");
+    assert!(
+        m.starts_with(r#"scenario timeout 1s expired while waiting for "pong""#),
+        "{m}"
+    );
     assert_eq!(message(&run, "next"), "scenario timeout 1s expired earlier");
     assert_eq!(run.status, Status::TimedOut);
 }
@@ -259,7 +286,7 @@ async fn cancel_stops_the_current_test_and_skips_the_rest() {
 }
 
 #[test]
-fn the_run_future_can_be_spawned() {
+fn the_run_future_is_send() {
     fn assert_send<T: Send>(_: &T) {}
     let s = scenario(
         r#"<scenario name="s"><suite name="a"><test name="t"><send>x</send></test></suite></scenario>"#,
@@ -280,7 +307,9 @@ async fn run_scripted(xml: &str, console: &mut ScriptedConsole) -> (ScenarioRun,
 }
 
 fn silent() -> ScriptedConsole {
-    ScriptedConsole::new(vec![ConsoleEvent::Line("boot".into())], |_| (vec![], Ok(())))
+    ScriptedConsole::new(vec![ConsoleEvent::Line("boot".into())], |_| {
+        (vec![], Ok(()))
+    })
 }
 
 #[tokio::test(start_paused = true)]
@@ -312,7 +341,10 @@ async fn expect_timeout_is_capped_by_what_remains_of_the_test() {
     let r = &run.results[0];
     assert_eq!((r.status, r.duration_ms), (TestStatus::TimedOut, 3000));
     let m = r.message.as_deref().unwrap_or_default();
-    assert!(m.starts_with(r#"test timeout 3s expired while waiting for "x""#), "{m}");
+    assert!(
+        m.starts_with(r#"test timeout 3s expired while waiting for "x""#),
+        "{m}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -395,7 +427,10 @@ async fn console_write_failure_after_the_board_exited_is_a_failure() {
         [("write", TestStatus::Failed), ("next", TestStatus::Skipped)]
     );
     assert_eq!(message(&run, "write"), "board exited with status 99");
-    assert_eq!(run.board_exit.as_deref(), Some("board exited with status 99"));
+    assert_eq!(
+        run.board_exit.as_deref(),
+        Some("board exited with status 99")
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -104,12 +104,17 @@ pub async fn run_queue(
     finish(state, &queue, status, error).await;
 }
 
-/// Records the final status, then writes the queue report.
+/// Writes the queue report, then records the final status: once a client sees the status,
+/// every report file is there.
 async fn finish(state: &AppState, queue: &Queue, status: Status, error: Option<String>) {
     tasks::close_open_tasks(state, &queue.id, status).await;
-    match state.store.transition(&queue.id, status, error).await {
-        Ok(q) => tasks::write_queue_report(state, &q).await,
-        Err(e) => tracing::error!(queue = %queue.id, error = %e, "cannot record the outcome"),
+    let mut last = queue.clone();
+    last.status = status;
+    last.error.clone_from(&error);
+    last.finished_at = Some(crate::model::now_millis());
+    tasks::write_queue_report(state, &last).await;
+    if let Err(e) = state.store.transition(&queue.id, status, error).await {
+        tracing::error!(queue = %queue.id, error = %e, "cannot record the outcome");
     }
 }
 

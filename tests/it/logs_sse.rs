@@ -342,7 +342,8 @@ async fn a_thousand_idle_clients_all_get_the_line_and_the_end() {
     raise_fd_limit(8192);
     let app = spawn_app().await;
     let id = enqueue(&app, "crowd").await;
-    let connects = (0..1000).map(|_| SseClient::connect(&app, &stream_path(&id), None));
+    let path = stream_path(&id);
+    let connects = (0..1000).map(|_| SseClient::connect(&app, &path, None));
     let mut clients = futures_util::future::join_all(connects).await;
     app.state.store.transition(&id, Status::Running, None).await.unwrap();
     let w = app.state.logs.writer(&id).unwrap();
