@@ -1,1 +1,229 @@
-//! placeholder
+//! The real binary: start-up errors, durability across `kill -9`, recovery of a run interrupted
+//! by a crash, and a graceful SIGTERM in the middle of a run.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::worker::{SCENARIO_PASS, config, make_repo, processes_with};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+struct Binary {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts `testarena serve` and waits until it says it is serving.
+fn start(root: &Path, config_file: Option<&Path>) -> Binary {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_testarena"));
+    cmd.args(["serve", "--root"]).arg(root).args(["--listen", &addr]);
+    if let Some(c) = config_file {
+        cmd.arg("--config").arg(c);
+    }
+    let mut child = cmd
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains("serving") => break,
+            Some(Ok(_)) => {}
+            _ => panic!("the server exited before serving: {:?}", child.wait()),
+        }
+    }
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Binary { child, addr }
+}
+
+fn sigterm(b: &mut Binary) -> std::process::ExitStatus {
+    unsafe { libc::kill(b.child.id() as i32, libc::SIGTERM) };
+    b.child.wait().unwrap()
+}
+
+async fn get(client: &reqwest::Client, b: &Binary, path: &str) -> (u16, Value) {
+    let r = client.get(format!("http://{}{path}", b.addr)).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// Waits for `status` by following the server's change stream (no polling loop with sleeps).
+async fn wait_status(client: &reqwest::Client, b: &Binary, id: &str, status: &str) -> Value {
+    let mut events = client
+        .get(format!("http://{}/api/events", b.addr))
+        .send()
+        .await
+        .unwrap();
+    let fut = async {
+        loop {
+            let (_, q) = get(client, b, &format!("/api/queues/{id}")).await;
+            if q["status"] == status {
+                return q;
+            }
+            // Any event (or keep-alive) is a reason to look again.
+            events.chunk().await.unwrap().expect("event stream open");
+        }
+    };
+    tokio::time::timeout(LIMIT, fut).await.unwrap_or_else(|_| panic!("{id} never became {status}"))
+}
+
+/// Reads the queue's live log stream until a line contains `needle`.
+async fn wait_line(client: &reqwest::Client, b: &Binary, id: &str, needle: &str) {
+    let mut stream = client
+        .get(format!("http://{}/api/queues/{id}/log/stream", b.addr))
+        .send()
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    let fut = async {
+        while let Some(chunk) = stream.chunk().await.unwrap() {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains(needle) {
+                return;
+            }
+        }
+        panic!("stream ended without {needle:?}");
+    };
+    tokio::time::timeout(LIMIT, fut).await.expect("line in time");
+}
+
+#[test]
+fn help_and_an_unusable_root() {
+    let out = Command::new(env!("CARGO_BIN_EXE_testarena")).arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("serve") && text.contains("check"), "{text}");
+    let out = Command::new(env!("CARGO_BIN_EXE_testarena"))
+        .args(["serve", "--root", "/proc/testarena-cannot-be-here", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--root") && err.contains("TESTARENA_ROOT"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[worker]\nslotz = 2\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_testarena"))
+        .args(["serve", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml") && err.contains("slotz"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_enqueue_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let cfg = dir.path().join("paused.toml");
+    std::fs::write(&cfg, "[worker]\nslots = 0\n").unwrap();
+    let mut server = start(&root, Some(&cfg));
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let (client, addr) = (client.clone(), server.addr.clone());
+        tasks.push(tokio::spawn(async move {
+            let body = json!({"id": format!("q{i}"), "repo": "/srv/fw", "environment": "esp32"});
+            let r = client.post(format!("http://{addr}/api/queues")).json(&body).send().await;
+            matches!(r, Ok(r) if r.status() == 201).then(|| format!("q{i}"))
+        }));
+    }
+    let acked: Vec<String> = futures_util::future::join_all(tasks)
+        .await
+        .into_iter()
+        .filter_map(|r| r.unwrap())
+        .collect();
+    assert_eq!(acked.len(), 200);
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+
+    let server = start(&root, Some(&cfg));
+    let (_, page) = get(&client, &server, "/api/queues?limit=500").await;
+    let ids: Vec<&str> = page["items"].as_array().unwrap().iter().map(|q| q["id"].as_str().unwrap()).collect();
+    for id in &acked {
+        assert!(ids.contains(&id.as_str()), "{id} lost");
+    }
+}
+
+fn write_config(dir: &Path, build: &str) -> PathBuf {
+    let path = dir.join("config.toml");
+    std::fs::write(&path, config(build, "", "max_attempts = 2")).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_interrupted_by_kill_9_is_requeued_and_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = make_repo(dir.path(), &[("scenarios/pass.xml", SCENARIO_PASS)]);
+    let token = format!("first-attempt-{}", std::process::id());
+    let marker = dir.path().join("attempted");
+    // First attempt: leaves a marker and hangs (the crash comes then); second: builds.
+    let build = format!(
+        "if [ -e {m} ]; then echo built > built.txt; else touch {m}; echo build-running; sh -c 'sleep 600' {token}; fi",
+        m = marker.display()
+    );
+    let cfg = write_config(dir.path(), &build);
+    let root = dir.path().join("root");
+    let mut server = start(&root, Some(&cfg));
+    let client = reqwest::Client::new();
+    let body = json!({"id": "crashy", "repo": repo.display().to_string(), "environment": "sim"});
+    client.post(format!("http://{}/api/queues", server.addr)).json(&body).send().await.unwrap();
+    wait_line(&client, &server, "crashy", "build-running").await;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    // The crashed server could not stop its children: clean up what it left.
+    for pid in processes_with(&token) {
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+
+    let server = start(&root, Some(&cfg));
+    let q = wait_status(&client, &server, "crashy", "passed").await;
+    assert_eq!(q["attempt"], 2, "{q:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_run_stops_children_and_requeues_for_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = make_repo(dir.path(), &[("scenarios/pass.xml", SCENARIO_PASS)]);
+    let token = format!("term-run-{}", std::process::id());
+    let marker = dir.path().join("attempted");
+    let build = format!(
+        "if [ -e {m} ]; then echo built > built.txt; else touch {m}; echo build-running; sh -c 'sleep 600' {token}; fi",
+        m = marker.display()
+    );
+    let cfg = write_config(dir.path(), &build);
+    let root = dir.path().join("root");
+    let mut server = start(&root, Some(&cfg));
+    let client = reqwest::Client::new();
+    let body = json!({"id": "termed", "repo": repo.display().to_string(), "environment": "sim"});
+    client.post(format!("http://{}/api/queues", server.addr)).json(&body).send().await.unwrap();
+    wait_line(&client, &server, "termed", "build-running").await;
+    let status = sigterm(&mut server);
+    assert!(status.success(), "graceful exit: {status:?}");
+    assert!(processes_with(&token).is_empty(), "a child outlived the server");
+
+    let server = start(&root, Some(&cfg));
+    let q = wait_status(&client, &server, "termed", "passed").await;
+    assert_eq!(q["attempt"], 1, "a shutdown is not a failed attempt: {q:#}");
+}
