@@ -177,11 +177,11 @@ impl Status {
     /// `running → waiting` is the re-queue after a shutdown or a crash.
     pub fn queue_transition(from: Status, to: Status) -> Result<Status, IllegalTransition> {
         use Status::*;
-        let ok = match (from, to) {
-            (Waiting, Running | Aborted | Error) => true,
-            (Running, Waiting | Passed | Failed | Error | TimedOut | Aborted) => true,
-            _ => false,
-        };
+        let ok = matches!(
+            (from, to),
+            (Waiting, Running | Aborted | Error)
+                | (Running, Waiting | Passed | Failed | Error | TimedOut | Aborted)
+        );
         if ok {
             Ok(to)
         } else {
@@ -192,11 +192,11 @@ impl Status {
     /// Legal task transitions: like a queue's, plus `skipped` from `waiting`.
     pub fn task_transition(from: Status, to: Status) -> Result<Status, IllegalTransition> {
         use Status::*;
-        let ok = match (from, to) {
-            (Waiting, Running | Skipped | Aborted | Error | TimedOut) => true,
-            (Running, Waiting | Passed | Failed | Error | TimedOut | Aborted) => true,
-            _ => false,
-        };
+        let ok = matches!(
+            (from, to),
+            (Waiting, Running | Skipped | Aborted | Error | TimedOut)
+                | (Running, Waiting | Passed | Failed | Error | TimedOut | Aborted)
+        );
         if ok {
             Ok(to)
         } else {
@@ -322,11 +322,11 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 /// Formats a duration the way [`parse_duration`] reads it back.
 pub fn format_duration(d: std::time::Duration) -> String {
     let ms = d.as_millis();
-    if ms % 3_600_000 == 0 && ms > 0 {
+    if ms.is_multiple_of(3_600_000) && ms > 0 {
         format!("{}h", ms / 3_600_000)
-    } else if ms % 60_000 == 0 && ms > 0 {
+    } else if ms.is_multiple_of(60_000) && ms > 0 {
         format!("{}m", ms / 60_000)
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

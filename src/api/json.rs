@@ -68,10 +68,10 @@ fn inner(text: &str) -> String {
 fn field_of(detail: &str) -> Option<String> {
     if let Some(start) = detail.find('`') {
         let rest = &detail[start + 1..];
-        if let Some(end) = rest.find('`') {
-            if detail.contains("missing field") || detail.contains("unknown field") {
-                return Some(rest[..end].to_owned());
-            }
+        if let Some(end) = rest.find('`')
+            && (detail.contains("missing field") || detail.contains("unknown field"))
+        {
+            return Some(rest[..end].to_owned());
         }
     }
     let (path, _) = detail.split_once(": ")?;

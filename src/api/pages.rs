@@ -1,29 +1,310 @@
 //! The browser dashboard: server-rendered pages and the static files they load.
+//!
+//! - `GET /`               the queue list (newest first, `?status=` filter, `?cursor=` older)
+//! - `GET /queues/{id}`    one queue: header, tasks and test results, the live log viewer
+//! - `GET /static/{*path}` the scripts and stylesheets under `ui/static/`, embedded at build time
+//!
+//! Pages render through the shared template environment (`pages/*.html` extend `base.html`) and
+//! are complete without scripts; `dashboard.js` then keeps them live from `/api/events` and the
+//! log stream. Each page carries the change sequence read *before* its data, so the script
+//! follows changes from exactly there and misses none. Pages say which scripts may run (only
+//! ours, never inline), so text a log or a request carries cannot become code.
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use minijinja::context;
+use rust_embed::RustEmbed;
+use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
+use super::files::check_path;
+use super::queues::queue_json;
+use crate::model::{Millis, Queue, QueueId, Status, now_millis};
+use crate::report::{Counts, Reports};
+
+/// Queues per list page.
+const PAGE_SIZE: usize = 100;
+
+/// Pages run our own scripts and styles only; the scripts talk to this origin only.
+const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; \
+    frame-ancestors 'none'";
+
+#[derive(RustEmbed)]
+#[folder = "ui/static/"]
+struct StaticFiles;
 
 /// `GET /`: the queue list.
-pub async fn list(State(_state): State<AppState>) -> Result<Response, ApiError> {
-    Ok((StatusCode::OK, "TestArena").into_response())
+pub async fn list(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let filter = match params.get("status").map(String::as_str) {
+        None | Some("") => None,
+        Some(raw) => match raw.parse::<Status>() {
+            Ok(s) if s != Status::Skipped => Some(s),
+            _ => {
+                let names: Vec<&str> = queue_statuses().iter().map(|s| s.as_str()).collect();
+                return error_page(
+                    &state,
+                    StatusCode::BAD_REQUEST,
+                    "Unknown status",
+                    &format!(
+                        "There is no queue status {raw:?}. Filter by one of: {}.",
+                        names.join(", ")
+                    ),
+                );
+            }
+        },
+    };
+    let cursor = match params.get("cursor").map(|c| c.parse::<u64>()) {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(_)) => {
+            return error_page(
+                &state,
+                StatusCode::BAD_REQUEST,
+                "Bad page link",
+                "The cursor in this link is not a number: go back to the first page.",
+            );
+        }
+    };
+    // Read before the data: the script follows changes from here, so none falls between.
+    let seq = state.store.latest_seq();
+    let page = state.store.list(filter, PAGE_SIZE, cursor).await?;
+    let counts = state.store.counts().await?;
+    let now = now_millis();
+    let queues: Vec<Value> = page.items.iter().map(|q| row(&state, q, now)).collect();
+    let per_status: Vec<Value> = queue_statuses()
+        .iter()
+        .map(|s| {
+            let n = counts.iter().find(|(c, _)| c == s).map_or(0, |(_, n)| *n);
+            json!({"status": s, "count": n})
+        })
+        .collect();
+    let total: u64 = counts
+        .iter()
+        .filter(|(s, _)| *s != Status::Skipped)
+        .map(|(_, n)| n)
+        .sum();
+    render(
+        &state,
+        StatusCode::OK,
+        "pages/list.html",
+        context! {
+            queues,
+            counts => per_status,
+            total,
+            filter => filter.map(Status::as_str),
+            older => page.next_cursor,
+            paged => cursor.is_some(),
+            environments => state.config.environment_names(),
+            seq,
+        },
+    )
 }
 
 /// `GET /queues/{id}`: one queue with its tasks and its live log.
 pub async fn queue(
-    State(_state): State<AppState>,
-    Path(_raw): Path<String>,
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok((StatusCode::OK, "TestArena").into_response())
+    let id = match QueueId::parse(&raw) {
+        Ok(id) => id,
+        Err(e) => {
+            return error_page(
+                &state,
+                StatusCode::BAD_REQUEST,
+                "Not a queue id",
+                &format!("{raw:?} cannot be a queue id: {e}."),
+            );
+        }
+    };
+    let seq = state.store.latest_seq();
+    let Some(view) = state.store.get(&id).await? else {
+        return error_page(
+            &state,
+            StatusCode::NOT_FOUND,
+            "Queue not found",
+            &format!("There is no queue {id}: it may have been deleted."),
+        );
+    };
+    let mut q = queue_json(&state, &view.queue, Some(&view.tasks));
+    q["duration_ms"] = json!(duration_ms(&view.queue, now_millis()));
+    for (task, value) in view.tasks.iter().zip(tasks_mut(&mut q)) {
+        value["duration_ms"] = json!(span(task.started_at, task.finished_at));
+        value["counts"] = serde_json::to_value(Counts::of(&task.tests)).unwrap_or(Value::Null);
+        value["terminal"] = json!(task.status.is_terminal());
+        if let Some(tests) = value["tests"].as_array_mut() {
+            for (result, test) in task.tests.iter().zip(tests) {
+                test["log"] = json!(Reports::test_log_path(&result.suite, &result.name));
+            }
+        }
+    }
+    render(
+        &state,
+        StatusCode::OK,
+        "pages/queue.html",
+        context! {
+            queue => q,
+            terminal => view.queue.status.is_terminal(),
+            seq,
+        },
+    )
 }
 
-/// `GET /static/{*path}`: the embedded scripts and stylesheets.
+/// `GET /static/{*path}`: the embedded scripts and stylesheets, revalidated by `ETag`.
 pub async fn asset(
     State(_state): State<AppState>,
-    Path(_path): Path<String>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    Err(ApiError::not_found("static file"))
+    let missing = || ApiError::not_found(format!("static file {path}"));
+    if check_path(&path).is_err() {
+        return Err(missing());
+    }
+    let file = StaticFiles::get(&path).ok_or_else(missing)?;
+    let hash = file.metadata.sha256_hash();
+    let etag: String = std::iter::once("\"".to_owned())
+        .chain(hash[..12].iter().map(|b| format!("{b:02x}")))
+        .chain(std::iter::once("\"".to_owned()))
+        .collect();
+    let etag = HeaderValue::from_str(&etag).map_err(ApiError::internal)?;
+    let fresh = headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes().split(|b| *b == b',').any(|t| t.trim_ascii() == etag.as_bytes()));
+    let common = [
+        (header::ETAG, etag),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+    ];
+    if fresh {
+        return Ok((StatusCode::NOT_MODIFIED, common).into_response());
+    }
+    let content_type = HeaderValue::from_static(static_type(&path));
+    Ok((
+        common,
+        [(header::CONTENT_TYPE, content_type)],
+        file.data.into_owned(),
+    )
+        .into_response())
+}
+
+/// The content type of an embedded static file.
+fn static_type(path: &str) -> &'static str {
+    match path.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("ico") => "image/x-icon",
+        Some("woff2") => "font/woff2",
+        _ => "application/octet-stream",
+    }
+}
+
+/// The statuses a queue can have, in the order the filter shows them.
+fn queue_statuses() -> Vec<Status> {
+    Status::ALL
+        .into_iter()
+        .filter(|s| *s != Status::Skipped)
+        .collect()
+}
+
+/// A list row: the queue's JSON plus its duration so far.
+fn row(state: &AppState, q: &Queue, now: Millis) -> Value {
+    let mut v = queue_json(state, q, None);
+    v["duration_ms"] = json!(duration_ms(q, now));
+    v
+}
+
+/// How long the queue ran, or has been running.
+fn duration_ms(q: &Queue, now: Millis) -> Option<u64> {
+    match q.status {
+        Status::Running => span(q.started_at, Some(now)),
+        _ => span(q.started_at, q.finished_at),
+    }
+}
+
+fn span(start: Option<Millis>, end: Option<Millis>) -> Option<u64> {
+    let (start, end) = (start?, end?);
+    Some(u64::try_from(end.saturating_sub(start)).unwrap_or(0))
+}
+
+fn tasks_mut(q: &mut Value) -> impl Iterator<Item = &mut Value> {
+    q["tasks"].as_array_mut().into_iter().flatten()
+}
+
+/// A readable HTML error page with the given status.
+fn error_page(
+    state: &AppState,
+    status: StatusCode,
+    title: &str,
+    message: &str,
+) -> Result<Response, ApiError> {
+    render(
+        state,
+        status,
+        "pages/error.html",
+        context! { code => status.as_u16(), title, message },
+    )
+}
+
+fn render(
+    state: &AppState,
+    status: StatusCode,
+    name: &str,
+    ctx: minijinja::Value,
+) -> Result<Response, ApiError> {
+    let html = state
+        .reports
+        .env()
+        .get_template(name)
+        .and_then(|t| t.render(ctx))
+        .map_err(|e| ApiError::internal(format!("rendering {name}: {e:#}")))?;
+    Ok((
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, PAGE_CSP),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "same-origin"),
+        ],
+        html,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shipped_static_file_has_a_known_type() {
+        for name in StaticFiles::iter() {
+            assert_ne!(
+                static_type(&name),
+                "application/octet-stream",
+                "{name} would be served as bytes"
+            );
+        }
+        assert!(StaticFiles::get("dashboard.js").is_some());
+        assert!(StaticFiles::get("dashboard.css").is_some());
+    }
+
+    #[test]
+    fn spans_never_go_negative() {
+        assert_eq!(span(Some(1_000), Some(3_500)), Some(2_500));
+        assert_eq!(span(Some(5_000), Some(3_000)), Some(0));
+        assert_eq!(span(None, Some(3_000)), None);
+        assert_eq!(span(Some(3_000), None), None);
+    }
 }

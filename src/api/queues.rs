@@ -204,10 +204,10 @@ async fn stop(state: &AppState, id: &QueueId) -> Result<(), ApiError> {
                 }
                 Ok(_) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    if let Ok(Some(v)) = state.store.get(id).await {
-                        if v.queue.status != Status::Running {
-                            return;
-                        }
+                    if let Ok(Some(v)) = state.store.get(id).await
+                        && v.queue.status != Status::Running
+                    {
+                        return;
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,

@@ -243,7 +243,7 @@ async fn bad_repository_branch_commit_and_build_end_in_error_with_the_reason() {
 async fn boot_timeout_and_board_exit_are_reported_per_task() {
     let dir = tempfile::tempdir().unwrap();
     let repo = make_repo(dir.path(), &[("scenarios/pass.xml", SCENARIO_PASS)]);
-    let app = spawn_app_with(&format!(
+    let app = spawn_app_with(
         r#"
 [worker]
 slots = 1
@@ -260,8 +260,8 @@ simulate = ["sh", "-c", "echo booting; exit 4"]
 ready = "READY"
 build_timeout = "10s"
 boot_timeout = "5s"
-"#
-    ))
+"#,
+    )
     .await;
     let id = enqueue(
         &app,
