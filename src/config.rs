@@ -53,6 +53,7 @@ pub struct ApiConfig {
 pub struct WorkerConfig {
     pub slots: usize,
     pub queue_timeout: Duration,
+    pub checkout_timeout: Duration,
     pub kill_grace: Duration,
     /// `None` when off.
     pub silence_timeout: Option<Duration>,
@@ -95,6 +96,7 @@ struct ApiLayer {
 struct WorkerLayer {
     slots: Option<usize>,
     queue_timeout: Option<Dur>,
+    checkout_timeout: Option<Dur>,
     kill_grace: Option<Dur>,
     silence_timeout: Option<Dur>,
     max_attempts: Option<u32>,
@@ -262,6 +264,7 @@ impl Builder {
                 w,
                 slots,
                 queue_timeout,
+                checkout_timeout,
                 kill_grace,
                 silence_timeout,
                 max_attempts,
@@ -305,6 +308,9 @@ impl Builder {
                 }
                 "TESTARENA_WORKER_SLOTS" => self.worker.slots = Some(num(&value)? as usize),
                 "TESTARENA_WORKER_QUEUE_TIMEOUT" => self.worker.queue_timeout = Some(dur(&value)?),
+                "TESTARENA_WORKER_CHECKOUT_TIMEOUT" => {
+                    self.worker.checkout_timeout = Some(dur(&value)?)
+                }
                 "TESTARENA_WORKER_KILL_GRACE" => self.worker.kill_grace = Some(dur(&value)?),
                 "TESTARENA_WORKER_SILENCE_TIMEOUT" => {
                     self.worker.silence_timeout = Some(dur(&value)?)
@@ -349,6 +355,7 @@ impl Builder {
         let worker = WorkerConfig {
             slots: w.slots.unwrap_or(0),
             queue_timeout: nonzero(origin, "worker.queue_timeout", w.queue_timeout)?,
+            checkout_timeout: nonzero(origin, "worker.checkout_timeout", w.checkout_timeout)?,
             kill_grace: w.kill_grace.map_or(Duration::ZERO, |d| d.0),
             silence_timeout: w.silence_timeout.map(|d| d.0).filter(|d| !d.is_zero()),
             max_attempts,

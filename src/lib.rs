@@ -1,6 +1,7 @@
 //! TestArena: runs firmware test queues (checkout, build, boot in QEMU, XML scenarios) and
 //! streams every line live.
 //!
+//! - `client`   the command-line client of a running server (enqueue, status, logs -f, …)
 //! - `config`   typed configuration: built-in defaults, TOML file, `TESTARENA_*` overrides
 //! - `model`    queues, tasks, test results, statuses and the state machine (pure)
 //! - `store`    the redb store: tables, codec, store actor, change feed
@@ -13,6 +14,7 @@
 //! - `server`   wiring: open the store, start the worker, serve until shutdown
 
 pub mod api;
+pub mod client;
 pub mod config;
 pub mod exec;
 pub mod logs;

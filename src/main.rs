@@ -31,12 +31,80 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
     },
+    /// Enqueue a queue on a running server and print it (or follow its log with --follow).
+    Enqueue {
+        #[command(flatten)]
+        server: ServerArg,
+        /// Git URL or local path of the repository.
+        #[arg(long)]
+        repo: String,
+        #[arg(long)]
+        branch: Option<String>,
+        #[arg(long)]
+        commit: Option<String>,
+        /// Environment (board profile) name, e.g. esp32.
+        #[arg(long = "env", value_name = "ENVIRONMENT")]
+        environment: String,
+        /// Scenario file in the repository; repeat for several (default: scenarios/*.xml).
+        #[arg(long = "scenario", value_name = "PATH")]
+        scenarios: Vec<String>,
+        #[arg(long)]
+        priority: Option<i32>,
+        /// Queue id (default: generated).
+        #[arg(long)]
+        id: Option<String>,
+        /// Follow the live log until the queue ends; exit 0 only if it passed.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Show one queue, or list queues (newest first).
+    Status {
+        #[command(flatten)]
+        server: ServerArg,
+        id: Option<String>,
+        /// Only queues in this status (with no id).
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Print a queue's log; with -f follow it live until the queue ends.
+    Logs {
+        #[command(flatten)]
+        server: ServerArg,
+        id: String,
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Abort a waiting or running queue.
+    Abort {
+        #[command(flatten)]
+        server: ServerArg,
+        id: String,
+    },
+    /// Delete a queue (aborting it first) and its files.
+    Delete {
+        #[command(flatten)]
+        server: ServerArg,
+        id: String,
+    },
     /// Validate scenario files: prints file:line:column: message for each error and exits 1,
     /// or a one-line summary per file and exits 0.
     Check {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
+}
+
+#[derive(clap::Args)]
+struct ServerArg {
+    /// The server to talk to.
+    #[arg(
+        long,
+        env = "TESTARENA_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    server: String,
 }
 
 fn main() -> ExitCode {
@@ -62,15 +130,112 @@ fn main() -> ExitCode {
                 root,
                 listen,
             };
-            match serve(overrides) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("testarena: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            report(serve(overrides).map(|()| ExitCode::SUCCESS))
         }
+        client => report(run_client(client)),
     }
+}
+
+fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
+    result.unwrap_or_else(|e| {
+        eprintln!("testarena: {e:#}");
+        ExitCode::FAILURE
+    })
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// The client commands: one request (or one followed stream) against a running server.
+fn run_client(command: Command) -> anyhow::Result<ExitCode> {
+    use testarena::client::Client;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let passed = |status: Option<String>| {
+            if status.as_deref() == Some("passed") {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!(
+                    "testarena: queue ended {}",
+                    status.as_deref().unwrap_or("unknown")
+                );
+                ExitCode::FAILURE
+            }
+        };
+        match command {
+            Command::Enqueue {
+                server,
+                repo,
+                branch,
+                commit,
+                environment,
+                scenarios,
+                priority,
+                id,
+                follow,
+            } => {
+                let client = Client::new(&server.server);
+                let mut body = serde_json::json!({"repo": repo, "environment": environment});
+                for (key, value) in [("branch", branch), ("commit", commit), ("id", id)] {
+                    if let Some(v) = value {
+                        body[key] = v.into();
+                    }
+                }
+                if !scenarios.is_empty() {
+                    body["scenarios"] = scenarios.into();
+                }
+                if let Some(p) = priority {
+                    body["priority"] = p.into();
+                }
+                let queue = client.enqueue(&body).await?;
+                let id = queue["id"].as_str().unwrap_or_default().to_owned();
+                if !follow {
+                    print_json(&queue);
+                    return Ok(ExitCode::SUCCESS);
+                }
+                eprintln!("enqueued {id}; following its log");
+                Ok(passed(
+                    client.logs(&id, true, &mut std::io::stdout()).await?,
+                ))
+            }
+            Command::Status {
+                server,
+                id,
+                status,
+                limit,
+            } => {
+                let client = Client::new(&server.server);
+                match id {
+                    Some(id) => print_json(&client.get(&id).await?),
+                    None => print_json(&client.list(status.as_deref(), limit).await?),
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Logs { server, id, follow } => {
+                let client = Client::new(&server.server);
+                let end = client.logs(&id, follow, &mut std::io::stdout()).await?;
+                Ok(if follow {
+                    passed(end)
+                } else {
+                    ExitCode::SUCCESS
+                })
+            }
+            Command::Abort { server, id } => {
+                print_json(&Client::new(&server.server).abort(&id).await?);
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Delete { server, id } => {
+                Client::new(&server.server).delete(&id).await?;
+                eprintln!("deleted {id}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Serve { .. } | Command::Check { .. } => unreachable!("handled in main"),
+        }
+    })
 }
 
 fn init_tracing() {

@@ -181,7 +181,7 @@ async fn git(
     let mut out = Vec::new();
     let mut tail: VecDeque<String> = VecDeque::new();
     let ending = ctx
-        .run(&spec, None, |line| {
+        .run(&spec, Some(ctx.state.config.worker.checkout_timeout), |line| {
             if tail.len() == 8 {
                 tail.pop_front();
             }

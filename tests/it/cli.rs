@@ -227,3 +227,41 @@ async fn sigterm_mid_run_stops_children_and_requeues_for_the_next_start() {
     let q = wait_status(&client, &server, "termed", "passed").await;
     assert_eq!(q["attempt"], 1, "a shutdown is not a failed attempt: {q:#}");
 }
+
+fn client(server: &Binary, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_testarena"))
+        .args(args)
+        .args(["--server", &format!("http://{}", server.addr)])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn client_commands_enqueue_follow_status_logs_abort_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = make_repo(dir.path(), &[("scenarios/pass.xml", SCENARIO_PASS)]);
+    let cfg = write_config(dir.path(), "echo compiling; echo built > built.txt");
+    let server = start(&dir.path().join("root"), Some(&cfg));
+    let repo_arg = repo.display().to_string();
+
+    let out = client(&server, &["enqueue", "--repo", &repo_arg, "--env", "sim", "--id", "c1", "--follow"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("compiling") && text.contains("pong"), "{text}");
+
+    let out = client(&server, &["status", "c1"]);
+    let q: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(q["status"], "passed");
+    let out = client(&server, &["logs", "c1"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("=== queue c1 passed"));
+
+    let out = client(&server, &["enqueue", "--repo", &repo_arg, "--env", "mars"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown environment"));
+    let out = client(&server, &["abort", "c1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already finished"));
+    assert!(client(&server, &["delete", "c1"]).status.success());
+    let out = client(&server, &["status", "c1"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+}

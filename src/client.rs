@@ -1,0 +1,227 @@
+//! The command-line client: `enqueue`, `status`, `logs -f`, `abort`, `delete` against a running
+//! server's REST and SSE API. Errors carry the server's own message.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use futures_util::StreamExt;
+use serde_json::Value;
+
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+/// One server-sent event as the client needs it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    pub event: String,
+    pub id: Option<String>,
+    pub data: Vec<String>,
+}
+
+/// Splits an SSE byte stream into events; feed it chunks, take the complete events.
+#[derive(Default)]
+pub struct SseParser {
+    buf: Vec<u8>,
+    current: SseEvent,
+}
+
+impl SseParser {
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
+        self.buf.extend_from_slice(chunk);
+        let mut out = Vec::new();
+        while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
+            let raw: Vec<u8> = self.buf.drain(..=pos).collect();
+            let line = String::from_utf8_lossy(&raw[..raw.len() - 1]);
+            let line = line.strip_suffix('\r').unwrap_or(&line);
+            if line.is_empty() {
+                let event = std::mem::take(&mut self.current);
+                if !event.data.is_empty() || !event.event.is_empty() {
+                    out.push(event);
+                }
+                continue;
+            }
+            if line.starts_with(':') {
+                continue;
+            }
+            let (field, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match field {
+                "event" => self.current.event = value.to_owned(),
+                "id" => self.current.id = Some(value.to_owned()),
+                "data" => self.current.data.push(value.to_owned()),
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+impl Client {
+    pub fn new(server: &str) -> Client {
+        Client {
+            base: server.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn json(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let resp = req.send().await.with_context(|| {
+            format!(
+                "cannot reach the server at {}: is it running? (--server)",
+                self.base
+            )
+        })?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::NO_CONTENT {
+            return Ok(Value::Null);
+        }
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let message = body["error"]["message"]
+                .as_str()
+                .unwrap_or("request failed");
+            bail!("{} ({})", message, status.as_u16());
+        }
+        Ok(body)
+    }
+
+    pub async fn enqueue(&self, body: &Value) -> anyhow::Result<Value> {
+        self.json(
+            self.http
+                .post(format!("{}/api/queues", self.base))
+                .json(body),
+        )
+        .await
+    }
+
+    pub async fn get(&self, id: &str) -> anyhow::Result<Value> {
+        self.json(self.http.get(format!("{}/api/queues/{id}", self.base)))
+            .await
+    }
+
+    pub async fn list(&self, status: Option<&str>, limit: usize) -> anyhow::Result<Value> {
+        let mut url = format!("{}/api/queues?limit={limit}", self.base);
+        if let Some(s) = status {
+            url.push_str(&format!("&status={s}"));
+        }
+        self.json(self.http.get(url)).await
+    }
+
+    pub async fn abort(&self, id: &str) -> anyhow::Result<Value> {
+        self.json(
+            self.http
+                .post(format!("{}/api/queues/{id}/abort", self.base)),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, id: &str) -> anyhow::Result<()> {
+        self.json(self.http.delete(format!("{}/api/queues/{id}", self.base)))
+            .await
+            .map(|_| ())
+    }
+
+    /// Prints the log; with `follow`, stays on the live stream until the queue ends, resuming
+    /// after a dropped connection from the last offset. Returns the final status when followed.
+    pub async fn logs(
+        &self,
+        id: &str,
+        follow: bool,
+        out: &mut impl Write,
+    ) -> anyhow::Result<Option<String>> {
+        if !follow {
+            let resp = self
+                .http
+                .get(format!("{}/api/queues/{id}/log", self.base))
+                .send()
+                .await
+                .with_context(|| format!("cannot reach the server at {}", self.base))?;
+            if !resp.status().is_success() {
+                let body: Value = resp.json().await.unwrap_or(Value::Null);
+                bail!(
+                    "{}",
+                    body["error"]["message"]
+                        .as_str()
+                        .unwrap_or("request failed")
+                );
+            }
+            out.write_all(&resp.bytes().await?)?;
+            return Ok(None);
+        }
+        let mut offset = "0".to_owned();
+        let mut failures = 0;
+        loop {
+            let url = format!("{}/api/queues/{id}/log/stream?from={offset}", self.base);
+            let resp = match self.http.get(&url).send().await {
+                Ok(r) => r,
+                Err(e) if failures < 30 => {
+                    failures += 1;
+                    eprintln!("connection lost ({e}); reconnecting");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                Err(e) => return Err(e).context("the server stays unreachable"),
+            };
+            if !resp.status().is_success() {
+                let body: Value = resp.json().await.unwrap_or(Value::Null);
+                bail!(
+                    "{}",
+                    body["error"]["message"]
+                        .as_str()
+                        .unwrap_or("request failed")
+                );
+            }
+            failures = 0;
+            let mut parser = SseParser::default();
+            let mut stream = resp.bytes_stream();
+            while let Some(chunk) = stream.next().await {
+                let Ok(chunk) = chunk else { break };
+                for event in parser.push(&chunk) {
+                    match event.event.as_str() {
+                        "end" => {
+                            let v: Value =
+                                serde_json::from_str(&event.data.join("\n")).unwrap_or(Value::Null);
+                            return Ok(v["status"].as_str().map(str::to_owned));
+                        }
+                        _ => {
+                            for line in &event.data {
+                                writeln!(out, "{line}")?;
+                            }
+                            out.flush()?;
+                            if let Some(id) = event.id {
+                                offset = id;
+                            }
+                        }
+                    }
+                }
+            }
+            eprintln!("stream interrupted at offset {offset}; resuming");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_events_split_across_chunks() {
+        let mut p = SseParser::default();
+        assert!(
+            p.push(b"retry: 2000\nevent: log\nid: 12\ndata: a")
+                .is_empty()
+        );
+        let events = p.push(
+            b"\ndata: b\n\n: keep-alive\n\nevent: end\r\ndata: {\"status\":\"passed\"}\r\n\r\n",
+        );
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].event, "log");
+        assert_eq!(events[0].id.as_deref(), Some("12"));
+        assert_eq!(events[0].data, ["a", "b"]);
+        assert_eq!(events[1].event, "end");
+        assert_eq!(events[1].data, ["{\"status\":\"passed\"}"]);
+    }
+}
