@@ -70,6 +70,46 @@ pub struct Environment {
     pub build_timeout: Duration,
     pub boot_timeout: Duration,
     pub max_parallel: Option<usize>,
+    pub console: ConsoleKind,
+}
+
+/// Where a board's serial console is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsoleKind {
+    /// The simulator's own stdin/stdout.
+    Stdio,
+    /// A Unix socket the simulator listens on; the path is relative to the checkout.
+    Unix(PathBuf),
+    /// A TCP address the simulator listens on, e.g. `127.0.0.1:5555`.
+    Tcp(String),
+}
+
+impl std::str::FromStr for ConsoleKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad =
+            || format!("invalid console {s:?}: use \"stdio\", \"unix:PATH\" or \"tcp:HOST:PORT\"");
+        if s == "stdio" {
+            Ok(ConsoleKind::Stdio)
+        } else if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                Err(bad())
+            } else {
+                Ok(ConsoleKind::Unix(PathBuf::from(path)))
+            }
+        } else if let Some(addr) = s.strip_prefix("tcp:") {
+            if addr
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+            {
+                Ok(ConsoleKind::Tcp(addr.to_owned()))
+            } else {
+                Err(bad())
+            }
+        } else {
+            Err(bad())
+        }
+    }
 }
 
 // ---- raw layers -------------------------------------------------------------------------------
@@ -112,6 +152,7 @@ struct EnvLayer {
     build_timeout: Option<Dur>,
     boot_timeout: Option<Dur>,
     max_parallel: Option<usize>,
+    console: Option<String>,
 }
 
 /// A duration written as `"20m"` or as whole seconds.
@@ -281,7 +322,8 @@ impl Builder {
                 ready,
                 build_timeout,
                 boot_timeout,
-                max_parallel
+                max_parallel,
+                console
             );
         }
         self
@@ -408,6 +450,12 @@ impl Builder {
                 build_timeout: nonzero(origin, &key("build_timeout"), e.build_timeout)?,
                 boot_timeout: nonzero(origin, &key("boot_timeout"), e.boot_timeout)?,
                 max_parallel: e.max_parallel,
+                console: e
+                    .console
+                    .as_deref()
+                    .unwrap_or("stdio")
+                    .parse()
+                    .map_err(|m: String| invalid(origin, format!("{}: {m}", key("console"))))?,
             };
             environments.insert(name, env);
         }
@@ -511,6 +559,11 @@ mod tests {
         assert!(e.contains("environments.y."), "{e}");
         let e = err("[api]\nmax_body = \"lots\"");
         assert!(e.contains("lots"), "{e}");
+        let e = err("[environments.esp32]\nconsole = \"serial\"");
+        assert!(
+            e.contains("environments.esp32.console") && e.contains("unix:PATH"),
+            "{e}"
+        );
         let e = err("[environments.esp32]\nmax_parallel = 0");
         assert!(e.contains("max_parallel"), "{e}");
     }

@@ -1,15 +1,16 @@
 //! A board: the environment's simulator as a supervised child, booted until its ready marker,
-//! and the scenario runner's `Console` over its stdin/stdout. Also the runner's `Host` for
+//! and the scenario runner's `Console` over its stdin/stdout or the socket the environment names. Also the runner's `Host` for
 //! `<run>` steps, over supervised `sh -c` children.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::process::ChildStdin;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::ConsoleKind;
 use crate::exec::{self, Child, Ending, Limits, Line, Spec};
 use crate::logs::LogWriter;
 use crate::scenario::{Console, ConsoleEvent, Host, HostOutcome};
@@ -17,9 +18,19 @@ use crate::scenario::{Console, ConsoleEvent, Host, HostOutcome};
 /// A running simulator whose console the runner drives.
 pub struct Board {
     child: Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<Line>,
+    /// The simulator's own output; it is the console when the console is stdio.
+    output: mpsc::Receiver<Line>,
+    console: ConsoleIo,
+    log: LogWriter,
     exited: Option<String>,
+}
+
+enum ConsoleIo {
+    Stdio(Option<ChildStdin>),
+    Socket {
+        writer: Option<Box<dyn AsyncWrite + Send + Unpin>>,
+        lines: mpsc::Receiver<String>,
+    },
 }
 
 /// Why a board did not come up.
@@ -28,44 +39,68 @@ pub enum BootError {
     Exited(String),
     Timeout(Duration),
     Cancelled,
+    Console(String),
+}
+
+/// Everything `Board::boot` needs to know.
+pub struct BootSpec<'a> {
+    pub spec: &'a Spec,
+    pub console: &'a ConsoleKind,
+    pub ready: &'a str,
+    pub boot_timeout: Duration,
+    pub max_line: usize,
+    pub grace: Duration,
 }
 
 impl Board {
-    /// Starts the simulator and waits for `ready`; every line until then goes to the log.
+    /// Starts the simulator, connects to its console and waits for `ready`; every line until
+    /// then goes to the log.
     pub async fn boot(
-        spec: &Spec,
-        ready: &str,
-        boot_timeout: Duration,
-        max_line: usize,
-        grace: Duration,
+        b: BootSpec<'_>,
         log: &LogWriter,
         cancel: &CancellationToken,
     ) -> Result<Board, BootError> {
-        let (mut child, lines) =
-            Child::spawn(spec, max_line).map_err(|e| BootError::Spawn(e.to_string()))?;
+        let (mut child, output) =
+            Child::spawn(b.spec, b.max_line).map_err(|e| BootError::Spawn(e.to_string()))?;
         let stdin = child.take_stdin();
         let mut board = Board {
             child,
-            stdin,
-            lines,
+            output,
+            console: ConsoleIo::Stdio(stdin),
+            log: log.clone(),
             exited: None,
         };
-        let deadline = tokio::time::sleep(boot_timeout);
+        let deadline = tokio::time::sleep(b.boot_timeout);
         tokio::pin!(deadline);
+        if *b.console != ConsoleKind::Stdio {
+            let connect = connect(b.console, &b.spec.cwd, b.max_line);
+            let connected = tokio::select! {
+                _ = cancel.cancelled() => Err(BootError::Cancelled),
+                _ = &mut deadline => Err(BootError::Timeout(b.boot_timeout)),
+                c = connect => c.map_err(BootError::Console),
+            };
+            match connected {
+                Ok(io) => board.console = io,
+                Err(e) => {
+                    board.stop(b.grace).await;
+                    return Err(e);
+                }
+            }
+        }
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => {
-                    board.stop(grace).await;
+                    board.stop(b.grace).await;
                     return Err(BootError::Cancelled);
                 }
                 _ = &mut deadline => {
-                    board.stop(grace).await;
-                    return Err(BootError::Timeout(boot_timeout));
+                    board.stop(b.grace).await;
+                    return Err(BootError::Timeout(b.boot_timeout));
                 }
                 event = board.next_event() => match event {
                     ConsoleEvent::Line(line) => {
                         log.line(&line);
-                        if line.contains(ready) {
+                        if line.contains(b.ready) {
                             return Ok(board);
                         }
                     }
@@ -77,36 +112,143 @@ impl Board {
 
     /// Closes the console (a board on stdio ends on end of input), then stops the group.
     pub async fn stop(&mut self, grace: Duration) -> exec::Exit {
-        self.stdin = None;
+        match &mut self.console {
+            ConsoleIo::Stdio(stdin) => *stdin = None,
+            ConsoleIo::Socket { writer, .. } => *writer = None,
+        }
         self.child.stop(grace).await
+    }
+
+    async fn board_gone(&mut self) -> ConsoleEvent {
+        let exit = self.child.wait().await;
+        let how = format!("board exited ({exit})");
+        self.exited = Some(how.clone());
+        ConsoleEvent::Exited(how)
+    }
+}
+
+/// Connects to the simulator's console socket, retrying while the simulator creates it.
+async fn connect(kind: &ConsoleKind, cwd: &Path, max_line: usize) -> Result<ConsoleIo, String> {
+    let mut delay = Duration::from_millis(5);
+    loop {
+        let attempt: std::io::Result<(
+            Box<dyn AsyncRead + Send + Unpin>,
+            Box<dyn AsyncWrite + Send + Unpin>,
+        )> =
+            match kind {
+                ConsoleKind::Unix(path) => tokio::net::UnixStream::connect(cwd.join(path))
+                    .await
+                    .map(|s| {
+                        let (r, w) = s.into_split();
+                        (Box::new(r) as _, Box::new(w) as _)
+                    }),
+                ConsoleKind::Tcp(addr) => tokio::net::TcpStream::connect(addr).await.map(|s| {
+                    let (r, w) = s.into_split();
+                    (Box::new(r) as _, Box::new(w) as _)
+                }),
+                ConsoleKind::Stdio => return Err("stdio is not a socket".into()),
+            };
+        match attempt {
+            Ok((reader, writer)) => {
+                let (tx, lines) = mpsc::channel(1024);
+                tokio::spawn(read_lines(reader, max_line, tx));
+                return Ok(ConsoleIo::Socket {
+                    writer: Some(writer),
+                    lines,
+                });
+            }
+            // Not there yet: the simulator is still starting (the boot deadline bounds this).
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_millis(200));
+            }
+            Err(e) => return Err(format!("cannot connect to the console: {e}")),
+        }
+    }
+}
+
+/// Splits a socket's bytes into lines (lossy UTF-8, at most `max_line` bytes a piece).
+async fn read_lines(mut reader: impl AsyncRead + Unpin, max_line: usize, tx: mpsc::Sender<String>) {
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 8192];
+    loop {
+        let n = match reader.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some(pos) = buf
+            .iter()
+            .position(|b| *b == b'\n')
+            .or((buf.len() >= max_line).then_some(max_line))
+        {
+            let mut piece: Vec<u8> = buf.drain(..pos.min(buf.len())).collect();
+            if buf.first() == Some(&b'\n') {
+                buf.remove(0);
+            }
+            if piece.last() == Some(&b'\r') {
+                piece.pop();
+            }
+            if tx
+                .send(String::from_utf8_lossy(&piece).into_owned())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+    if !buf.is_empty() {
+        let _ = tx.send(String::from_utf8_lossy(&buf).into_owned()).await;
     }
 }
 
 impl Console for Board {
     async fn send_line(&mut self, line: &str) -> std::io::Result<()> {
-        let stdin = self
-            .stdin
-            .as_mut()
-            .ok_or_else(|| std::io::Error::other("the console is closed"))?;
         let mut bytes = Vec::with_capacity(line.len() + 1);
         bytes.extend_from_slice(line.as_bytes());
         bytes.push(b'\n');
-        stdin.write_all(&bytes).await?;
-        stdin.flush().await
+        let closed = || std::io::Error::other("the console is closed");
+        match &mut self.console {
+            ConsoleIo::Stdio(stdin) => {
+                let stdin = stdin.as_mut().ok_or_else(closed)?;
+                stdin.write_all(&bytes).await?;
+                stdin.flush().await
+            }
+            ConsoleIo::Socket { writer, .. } => {
+                let writer = writer.as_mut().ok_or_else(closed)?;
+                writer.write_all(&bytes).await?;
+                writer.flush().await
+            }
+        }
     }
 
     async fn next_event(&mut self) -> ConsoleEvent {
         if let Some(how) = &self.exited {
             return ConsoleEvent::Exited(how.clone());
         }
-        if let Some(line) = self.lines.recv().await {
-            return ConsoleEvent::Line(line.text);
+        match &mut self.console {
+            ConsoleIo::Stdio(_) => match self.output.recv().await {
+                Some(line) => ConsoleEvent::Line(line.text),
+                // Output ended: the board is gone (wait() is cancel-safe).
+                None => self.board_gone().await,
+            },
+            ConsoleIo::Socket { lines, .. } => loop {
+                tokio::select! {
+                    line = lines.recv() => match line {
+                        Some(line) => return ConsoleEvent::Line(line),
+                        None => return self.board_gone().await,
+                    },
+                    // The simulator's own output is not the console: it goes to the log.
+                    Some(out) = self.output.recv() => self.log.line(&out.text),
+                }
+            },
         }
-        // Output ended: the board is gone (wait() is cancel-safe).
-        let exit = self.child.wait().await;
-        let how = format!("board exited ({exit})");
-        self.exited = Some(how.clone());
-        ConsoleEvent::Exited(how)
     }
 }
 

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 
 use tokio::sync::mpsc;
 
-use super::board::{Board, BootError, ShellHost};
+use super::board::{Board, BootError, BootSpec, ShellHost};
 use super::pipeline::command_env;
 use super::step::{StepCtx, StepError};
 use crate::api::AppState;
-use crate::config::{Environment, queue_dir};
+use crate::config::{ConsoleKind, Environment, queue_dir};
 use crate::exec::Spec;
 use crate::logs::{LogWriter, marker};
 use crate::model::{Queue, QueueId, Status, Task, TestResult, TranscriptLine};
@@ -120,20 +120,22 @@ pub async fn run_task(
     };
 
     let w = &state.config.worker;
-    let mut spec = Spec::new(env.simulate.clone(), repo_dir).with_stdin();
+    let mut spec = Spec::new(env.simulate.clone(), repo_dir);
+    if env.console == ConsoleKind::Stdio {
+        spec = spec.with_stdin();
+    }
     spec.env = command_env(state, queue, repo_dir);
     ctx.log
         .line(&marker("step", &format!("boot:{name}"), "started"));
-    let booted = Board::boot(
-        &spec,
-        &env.ready,
-        env.boot_timeout,
-        w.max_line,
-        w.kill_grace,
-        ctx.log,
-        ctx.cancel,
-    )
-    .await;
+    let boot = BootSpec {
+        spec: &spec,
+        console: &env.console,
+        ready: &env.ready,
+        boot_timeout: env.boot_timeout,
+        max_line: w.max_line,
+        grace: w.kill_grace,
+    };
+    let booted = Board::boot(boot, ctx.log, ctx.cancel).await;
     let mut board = match booted {
         Ok(board) => {
             ctx.log
@@ -155,6 +157,7 @@ pub async fn run_task(
         Err(e) => {
             let why = match e {
                 BootError::Spawn(m) => format!("cannot start the simulator: {m}"),
+                BootError::Console(m) => format!("the board did not boot: {m}"),
                 BootError::Exited(how) => format!(
                     "the board did not boot: {how} before printing {:?}",
                     env.ready

@@ -2,6 +2,7 @@
 
 mod api_queues;
 mod cli;
+mod console_socket;
 mod dashboard;
 mod e2e_qemu;
 mod events_sse;
