@@ -138,6 +138,14 @@ fn main() -> ExitCode {
 
 fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
     result.unwrap_or_else(|e| {
+        // The reader of our output went away (`| head`): nothing to complain about.
+        let broken_pipe = e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        });
+        if broken_pipe {
+            return ExitCode::SUCCESS;
+        }
         eprintln!("testarena: {e:#}");
         ExitCode::FAILURE
     })

@@ -175,21 +175,28 @@ async fn git(
     cwd: &PathBuf,
     argv: Vec<String>,
 ) -> Result<Vec<String>, StepError> {
+    // A resolved commit id is an answer, not news: the log gets "checked out …" instead.
+    let log_stdout = argv.get(3).is_none_or(|cmd| cmd != "rev-parse");
     let spec = Spec::new(argv, cwd)
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("LC_ALL", "C");
     let mut out = Vec::new();
     let mut tail: VecDeque<String> = VecDeque::new();
     let ending = ctx
-        .run(&spec, Some(ctx.state.config.worker.checkout_timeout), |line| {
-            if tail.len() == 8 {
-                tail.pop_front();
-            }
-            tail.push_back(line.text.clone());
-            if line.stream == Stream::Stdout {
-                out.push(line.text);
-            }
-        })
+        .run_logging(
+            &spec,
+            Some(ctx.state.config.worker.checkout_timeout),
+            |l| log_stdout || l.stream == Stream::Stderr,
+            |line| {
+                if tail.len() == 8 {
+                    tail.pop_front();
+                }
+                tail.push_back(line.text.clone());
+                if line.stream == Stream::Stdout {
+                    out.push(line.text);
+                }
+            },
+        )
         .await?;
     match ending {
         Ending::Exited(exit) if exit.success() => Ok(out),

@@ -53,11 +53,24 @@ impl StepCtx<'_> {
         &self,
         spec: &Spec,
         timeout: Option<Duration>,
+        on_line: impl FnMut(Line),
+    ) -> Result<Ending, StepError> {
+        self.run_logging(spec, timeout, |_| true, on_line).await
+    }
+
+    /// Like `run`, but only lines for which `logged` says so go to the log.
+    pub async fn run_logging(
+        &self,
+        spec: &Spec,
+        timeout: Option<Duration>,
+        logged: impl Fn(&Line) -> bool,
         mut on_line: impl FnMut(Line),
     ) -> Result<Ending, StepError> {
         let log = self.log;
         exec::run(spec, &self.limits(timeout), self.cancel, |line| {
-            log.line(&line.text);
+            if logged(&line) {
+                log.line(&line.text);
+            }
             on_line(line);
         })
         .await
