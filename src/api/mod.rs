@@ -4,6 +4,7 @@
 //! - `logs`     a queue's log as text and as a resumable SSE stream
 //! - `events`   the change feed as a resumable SSE stream
 //! - `files`    report files under a queue's directory, read-only
+//! - `pages`    the dashboard: queue list, queue page, static assets
 //! - `validate` parsing an enqueue request at the edge
 //! - `error`    the one error type; `json` our JSON extractor with error bodies
 
@@ -12,6 +13,7 @@ pub mod events;
 pub mod files;
 pub mod json;
 pub mod logs;
+pub mod pages;
 pub mod queues;
 pub mod validate;
 
@@ -45,6 +47,9 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.api.max_body;
     Router::new()
+        .route("/", get(pages::list))
+        .route("/queues/{id}", get(pages::queue))
+        .route("/static/{*path}", get(pages::asset))
         .route("/healthz", get(healthz))
         .route("/api/queues", post(queues::enqueue).get(queues::list))
         .route("/api/queues/{id}", get(queues::get).delete(queues::delete))
