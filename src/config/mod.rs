@@ -13,8 +13,13 @@ use serde::Deserialize;
 
 use crate::model::parse_duration;
 
+mod values;
+
+pub use values::{ConsoleKind, parse_size};
+use values::{Dur, Size};
+
 /// The built-in defaults, byte for byte the shipped example file.
-pub const DEFAULTS: &str = include_str!("../config.toml.example");
+pub const DEFAULTS: &str = include_str!("../../config.toml.example");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -73,45 +78,6 @@ pub struct Environment {
     pub console: ConsoleKind,
 }
 
-/// Where a board's serial console is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConsoleKind {
-    /// The simulator's own stdin/stdout.
-    Stdio,
-    /// A Unix socket the simulator listens on; the path is relative to the checkout.
-    Unix(PathBuf),
-    /// A TCP address the simulator listens on, e.g. `127.0.0.1:5555`.
-    Tcp(String),
-}
-
-impl std::str::FromStr for ConsoleKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad =
-            || format!("invalid console {s:?}: use \"stdio\", \"unix:PATH\" or \"tcp:HOST:PORT\"");
-        if s == "stdio" {
-            Ok(ConsoleKind::Stdio)
-        } else if let Some(path) = s.strip_prefix("unix:") {
-            if path.is_empty() {
-                Err(bad())
-            } else {
-                Ok(ConsoleKind::Unix(PathBuf::from(path)))
-            }
-        } else if let Some(addr) = s.strip_prefix("tcp:") {
-            if addr
-                .rsplit_once(':')
-                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
-            {
-                Ok(ConsoleKind::Tcp(addr.to_owned()))
-            } else {
-                Err(bad())
-            }
-        } else {
-            Err(bad())
-        }
-    }
-}
-
 // ---- raw layers -------------------------------------------------------------------------------
 
 #[derive(Debug, Default, Deserialize)]
@@ -153,63 +119,6 @@ struct EnvLayer {
     boot_timeout: Option<Dur>,
     max_parallel: Option<usize>,
     console: Option<String>,
-}
-
-/// A duration written as `"20m"` or as whole seconds.
-#[derive(Debug, Clone, Copy)]
-struct Dur(Duration);
-
-impl<'de> Deserialize<'de> for Dur {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Secs(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Secs(s) => Ok(Dur(Duration::from_secs(s))),
-            Raw::Text(t) => parse_duration(&t)
-                .map(Dur)
-                .map_err(serde::de::Error::custom),
-        }
-    }
-}
-
-/// A size written as bytes or as `"512KiB"`, `"1MiB"`.
-#[derive(Debug, Clone, Copy)]
-struct Size(usize);
-
-impl<'de> Deserialize<'de> for Size {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Bytes(usize),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Bytes(b) => Ok(Size(b)),
-            Raw::Text(t) => parse_size(&t).map(Size).map_err(serde::de::Error::custom),
-        }
-    }
-}
-
-/// Parses `"1048576"`, `"512KiB"`, `"1MiB"`, `"1GiB"`.
-pub fn parse_size(s: &str) -> Result<usize, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let bad = || format!("invalid size {s:?}: use bytes or a number with KiB, MiB or GiB");
-    let n: usize = num.parse().map_err(|_| bad())?;
-    let mul = match unit {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        _ => return Err(bad()),
-    };
-    n.checked_mul(mul).ok_or_else(bad)
 }
 
 fn parse_layer(origin: &str, text: &str) -> Result<Layer, ConfigError> {
@@ -485,116 +394,4 @@ pub fn queue_dir(root: &Path, id: &crate::model::QueueId) -> PathBuf {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_match_the_example_file() {
-        let c = Config::defaults();
-        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(c.root, PathBuf::from("/testarena"));
-        assert_eq!(c.api.max_body, 1 << 20);
-        assert_eq!(c.worker.slots, 1);
-        assert_eq!(c.worker.max_attempts, 2);
-        assert_eq!(c.worker.kill_grace, Duration::from_secs(5));
-        assert_eq!(c.worker.silence_timeout, None);
-        assert_eq!(c.environment_names(), ["esp32", "xtensa-sim"]);
-        let esp = c.environment("esp32").unwrap();
-        assert_eq!(esp.build, ["idf.py", "build"]);
-        assert_eq!(esp.ready, "Calling app_main");
-        assert_eq!(esp.build_timeout, Duration::from_secs(1200));
-    }
-
-    #[test]
-    fn a_file_overrides_and_adds_environments() {
-        let c = Config::from_toml(
-            "my.toml",
-            r#"
-            listen = "0.0.0.0:9000"
-            [worker]
-            slots = 0
-            silence_timeout = "30s"
-            [environments.esp32]
-            boot_timeout = 90
-            [environments.local]
-            build = ["true"]
-            simulate = ["cat"]
-            ready = "hi"
-            build_timeout = "1m"
-            boot_timeout = "5s"
-            max_parallel = 1
-            "#,
-        )
-        .unwrap();
-        assert_eq!(c.listen.port(), 9000);
-        assert_eq!(c.worker.slots, 0);
-        assert_eq!(c.worker.silence_timeout, Some(Duration::from_secs(30)));
-        assert_eq!(
-            c.environment("esp32").unwrap().boot_timeout,
-            Duration::from_secs(90)
-        );
-        assert_eq!(c.environment("esp32").unwrap().build, ["idf.py", "build"]);
-        assert_eq!(c.environment("local").unwrap().max_parallel, Some(1));
-    }
-
-    fn err(text: &str) -> String {
-        Config::from_toml("my.toml", text).unwrap_err().to_string()
-    }
-
-    #[test]
-    fn errors_name_the_file_and_the_key() {
-        let e = err("colour = 1");
-        assert!(e.starts_with("my.toml:") && e.contains("colour"), "{e}");
-        let e = err("[worker]\nslotz = 1");
-        assert!(e.contains("slotz"), "{e}");
-        let e = err("[environments.esp32]\nboot_timeout = \"soon\"");
-        assert!(e.contains("boot_timeout") || e.contains("soon"), "{e}");
-        let e = err("listen = \"nowhere\"");
-        assert!(e.contains("listen") && e.contains("HOST:PORT"), "{e}");
-        let e = err(
-            "[environments.x]\nbuild = []\nsimulate=[\"a\"]\nready=\"r\"\nbuild_timeout=\"1s\"\nboot_timeout=\"1s\"",
-        );
-        assert!(e.contains("environments.x.build"), "{e}");
-        let e = err("[environments.y]\nbuild = [\"make\"]");
-        assert!(e.contains("environments.y."), "{e}");
-        let e = err("[api]\nmax_body = \"lots\"");
-        assert!(e.contains("lots"), "{e}");
-        let e = err("[environments.esp32]\nconsole = \"serial\"");
-        assert!(
-            e.contains("environments.esp32.console") && e.contains("unix:PATH"),
-            "{e}"
-        );
-        let e = err("[environments.esp32]\nmax_parallel = 0");
-        assert!(e.contains("max_parallel"), "{e}");
-    }
-
-    #[test]
-    fn environment_overrides_and_flags() {
-        let env = [
-            ("TESTARENA_ROOT".to_owned(), "/srv/ta".to_owned()),
-            ("TESTARENA_WORKER_SLOTS".to_owned(), "3".to_owned()),
-            ("TESTARENA_QUEUE_ID".to_owned(), "ignored".to_owned()),
-        ];
-        let o = Overrides {
-            listen: Some("127.0.0.1:0".into()),
-            ..Overrides::default()
-        };
-        let c = Config::load(&o, env).unwrap();
-        assert_eq!(c.root, PathBuf::from("/srv/ta"));
-        assert_eq!(c.worker.slots, 3);
-        assert_eq!(c.listen.port(), 0);
-        let bad = [("TESTARENA_WORKER_SLOTS".to_owned(), "many".to_owned())];
-        let e = Config::load(&Overrides::default(), bad)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("TESTARENA_WORKER_SLOTS"), "{e}");
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
-        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
-        assert_eq!(parse_size("100"), Ok(100));
-        assert!(parse_size("1MB").is_err());
-    }
-}
+mod tests;

@@ -1,0 +1,105 @@
+//! Configuration: defaults, layering, errors that name the key.
+
+use super::*;
+
+#[test]
+fn defaults_match_the_example_file() {
+    let c = Config::defaults();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.root, PathBuf::from("/testarena"));
+    assert_eq!(c.api.max_body, 1 << 20);
+    assert_eq!(c.worker.slots, 1);
+    assert_eq!(c.worker.max_attempts, 2);
+    assert_eq!(c.worker.kill_grace, Duration::from_secs(5));
+    assert_eq!(c.worker.silence_timeout, None);
+    assert_eq!(c.environment_names(), ["esp32", "xtensa-sim"]);
+    let esp = c.environment("esp32").unwrap();
+    assert_eq!(esp.build, ["idf.py", "build"]);
+    assert_eq!(esp.ready, "Calling app_main");
+    assert_eq!(esp.build_timeout, Duration::from_secs(1200));
+}
+
+#[test]
+fn a_file_overrides_and_adds_environments() {
+    let c = Config::from_toml(
+        "my.toml",
+        r#"
+        listen = "0.0.0.0:9000"
+        [worker]
+        slots = 0
+        silence_timeout = "30s"
+        [environments.esp32]
+        boot_timeout = 90
+        [environments.local]
+        build = ["true"]
+        simulate = ["cat"]
+        ready = "hi"
+        build_timeout = "1m"
+        boot_timeout = "5s"
+        max_parallel = 1
+        "#,
+    )
+    .unwrap();
+    assert_eq!(c.listen.port(), 9000);
+    assert_eq!(c.worker.slots, 0);
+    assert_eq!(c.worker.silence_timeout, Some(Duration::from_secs(30)));
+    assert_eq!(
+        c.environment("esp32").unwrap().boot_timeout,
+        Duration::from_secs(90)
+    );
+    assert_eq!(c.environment("esp32").unwrap().build, ["idf.py", "build"]);
+    assert_eq!(c.environment("local").unwrap().max_parallel, Some(1));
+}
+
+fn err(text: &str) -> String {
+    Config::from_toml("my.toml", text).unwrap_err().to_string()
+}
+
+#[test]
+fn errors_name_the_file_and_the_key() {
+    let e = err("colour = 1");
+    assert!(e.starts_with("my.toml:") && e.contains("colour"), "{e}");
+    let e = err("[worker]\nslotz = 1");
+    assert!(e.contains("slotz"), "{e}");
+    let e = err("[environments.esp32]\nboot_timeout = \"soon\"");
+    assert!(e.contains("boot_timeout") || e.contains("soon"), "{e}");
+    let e = err("listen = \"nowhere\"");
+    assert!(e.contains("listen") && e.contains("HOST:PORT"), "{e}");
+    let e = err(
+        "[environments.x]\nbuild = []\nsimulate=[\"a\"]\nready=\"r\"\nbuild_timeout=\"1s\"\nboot_timeout=\"1s\"",
+    );
+    assert!(e.contains("environments.x.build"), "{e}");
+    let e = err("[environments.y]\nbuild = [\"make\"]");
+    assert!(e.contains("environments.y."), "{e}");
+    let e = err("[api]\nmax_body = \"lots\"");
+    assert!(e.contains("lots"), "{e}");
+    let e = err("[environments.esp32]\nconsole = \"serial\"");
+    assert!(
+        e.contains("environments.esp32.console") && e.contains("unix:PATH"),
+        "{e}"
+    );
+    let e = err("[environments.esp32]\nmax_parallel = 0");
+    assert!(e.contains("max_parallel"), "{e}");
+}
+
+#[test]
+fn environment_overrides_and_flags() {
+    let env = [
+        ("TESTARENA_ROOT".to_owned(), "/srv/ta".to_owned()),
+        ("TESTARENA_WORKER_SLOTS".to_owned(), "3".to_owned()),
+        ("TESTARENA_QUEUE_ID".to_owned(), "ignored".to_owned()),
+    ];
+    let o = Overrides {
+        listen: Some("127.0.0.1:0".into()),
+        ..Overrides::default()
+    };
+    let c = Config::load(&o, env).unwrap();
+    assert_eq!(c.root, PathBuf::from("/srv/ta"));
+    assert_eq!(c.worker.slots, 3);
+    assert_eq!(c.listen.port(), 0);
+    let bad = [("TESTARENA_WORKER_SLOTS".to_owned(), "many".to_owned())];
+    let e = Config::load(&Overrides::default(), bad)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("TESTARENA_WORKER_SLOTS"), "{e}");
+}
