@@ -25,14 +25,20 @@ impl Drop for Binary {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Starts `testarena serve` and waits until it says it is serving.
 fn start(root: &Path, config_file: Option<&Path>) -> Binary {
     let addr = format!("127.0.0.1:{}", free_port());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_testarena"));
-    cmd.args(["serve", "--root"]).arg(root).args(["--listen", &addr]);
+    cmd.args(["serve", "--root"])
+        .arg(root)
+        .args(["--listen", &addr]);
     if let Some(c) = config_file {
         cmd.arg("--config").arg(c);
     }
@@ -63,7 +69,11 @@ fn sigterm(b: &mut Binary) -> std::process::ExitStatus {
 }
 
 async fn get(client: &reqwest::Client, b: &Binary, path: &str) -> (u16, Value) {
-    let r = client.get(format!("http://{}{path}", b.addr)).send().await.unwrap();
+    let r = client
+        .get(format!("http://{}{path}", b.addr))
+        .send()
+        .await
+        .unwrap();
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
@@ -84,7 +94,9 @@ async fn wait_status(client: &reqwest::Client, b: &Binary, id: &str, status: &st
             events.chunk().await.unwrap().expect("event stream open");
         }
     };
-    tokio::time::timeout(LIMIT, fut).await.unwrap_or_else(|_| panic!("{id} never became {status}"))
+    tokio::time::timeout(LIMIT, fut)
+        .await
+        .unwrap_or_else(|_| panic!("{id} never became {status}"))
 }
 
 /// Reads the queue's live log stream until a line contains `needle`.
@@ -104,21 +116,35 @@ async fn wait_line(client: &reqwest::Client, b: &Binary, id: &str, needle: &str)
         }
         panic!("stream ended without {needle:?}");
     };
-    tokio::time::timeout(LIMIT, fut).await.expect("line in time");
+    tokio::time::timeout(LIMIT, fut)
+        .await
+        .expect("line in time");
 }
 
 #[test]
 fn help_and_an_unusable_root() {
-    let out = Command::new(env!("CARGO_BIN_EXE_testarena")).arg("--help").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_testarena"))
+        .arg("--help")
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("serve") && text.contains("check"), "{text}");
     let out = Command::new(env!("CARGO_BIN_EXE_testarena"))
-        .args(["serve", "--root", "/proc/testarena-cannot-be-here", "--listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--root",
+            "/proc/testarena-cannot-be-here",
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--root") && err.contains("TESTARENA_ROOT"), "{err}");
+    assert!(
+        err.contains("--root") && err.contains("TESTARENA_ROOT"),
+        "{err}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[worker]\nslotz = 2\n").unwrap();
@@ -145,7 +171,11 @@ async fn every_acknowledged_enqueue_survives_kill_9() {
         let (client, addr) = (client.clone(), server.addr.clone());
         tasks.push(tokio::spawn(async move {
             let body = json!({"id": format!("q{i}"), "repo": "/srv/fw", "environment": "esp32"});
-            let r = client.post(format!("http://{addr}/api/queues")).json(&body).send().await;
+            let r = client
+                .post(format!("http://{addr}/api/queues"))
+                .json(&body)
+                .send()
+                .await;
             matches!(r, Ok(r) if r.status() == 201).then(|| format!("q{i}"))
         }));
     }
@@ -160,7 +190,12 @@ async fn every_acknowledged_enqueue_survives_kill_9() {
 
     let server = start(&root, Some(&cfg));
     let (_, page) = get(&client, &server, "/api/queues?limit=500").await;
-    let ids: Vec<&str> = page["items"].as_array().unwrap().iter().map(|q| q["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["id"].as_str().unwrap())
+        .collect();
     for id in &acked {
         assert!(ids.contains(&id.as_str()), "{id} lost");
     }
@@ -188,7 +223,12 @@ async fn a_run_interrupted_by_kill_9_is_requeued_and_completes() {
     let mut server = start(&root, Some(&cfg));
     let client = reqwest::Client::new();
     let body = json!({"id": "crashy", "repo": repo.display().to_string(), "environment": "sim"});
-    client.post(format!("http://{}/api/queues", server.addr)).json(&body).send().await.unwrap();
+    client
+        .post(format!("http://{}/api/queues", server.addr))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     wait_line(&client, &server, "crashy", "build-running").await;
     server.child.kill().unwrap();
     server.child.wait().unwrap();
@@ -217,11 +257,19 @@ async fn sigterm_mid_run_stops_children_and_requeues_for_the_next_start() {
     let mut server = start(&root, Some(&cfg));
     let client = reqwest::Client::new();
     let body = json!({"id": "termed", "repo": repo.display().to_string(), "environment": "sim"});
-    client.post(format!("http://{}/api/queues", server.addr)).json(&body).send().await.unwrap();
+    client
+        .post(format!("http://{}/api/queues", server.addr))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     wait_line(&client, &server, "termed", "build-running").await;
     let status = sigterm(&mut server);
     assert!(status.success(), "graceful exit: {status:?}");
-    assert!(processes_with(&token).is_empty(), "a child outlived the server");
+    assert!(
+        processes_with(&token).is_empty(),
+        "a child outlived the server"
+    );
 
     let server = start(&root, Some(&cfg));
     let q = wait_status(&client, &server, "termed", "passed").await;
@@ -244,10 +292,22 @@ fn client_commands_enqueue_follow_status_logs_abort_delete() {
     let server = start(&dir.path().join("root"), Some(&cfg));
     let repo_arg = repo.display().to_string();
 
-    let out = client(&server, &["enqueue", "--repo", &repo_arg, "--env", "sim", "--id", "c1", "--follow"]);
+    let out = client(
+        &server,
+        &[
+            "enqueue", "--repo", &repo_arg, "--env", "sim", "--id", "c1", "--follow",
+        ],
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("compiling") && text.contains("pong"), "{text}");
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("compiling") && text.contains("pong"),
+        "{text}"
+    );
 
     let out = client(&server, &["status", "c1"]);
     let q: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -264,4 +324,31 @@ fn client_commands_enqueue_follow_status_logs_abort_delete() {
     assert!(client(&server, &["delete", "c1"]).status.success());
     let out = client(&server, &["status", "c1"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+}
+
+#[test]
+fn check_validates_scenario_files() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/scenarios");
+    let good = fixtures.join("good/full.xml");
+    let bad = fixtures.join("bad/bad-duration.xml");
+    let out = Command::new(env!("CARGO_BIN_EXE_testarena"))
+        .arg("check")
+        .arg(&good)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("full.xml: ok"), "{text}");
+    let out = Command::new(env!("CARGO_BIN_EXE_testarena"))
+        .arg("check")
+        .arg(&good)
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("bad-duration.xml:2:20: timeout: invalid duration"),
+        "{text}"
+    );
 }

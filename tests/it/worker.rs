@@ -240,6 +240,30 @@ async fn bad_repository_branch_commit_and_build_end_in_error_with_the_reason() {
 }
 
 #[tokio::test]
+async fn an_invalid_scenario_file_is_a_task_error_before_any_board_boots() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = "<scenario name=\"b\">\n  <suite name=\"s\">\n    <test name=\"t\"><sned>ping</sned></test>\n  </suite>\n</scenario>\n";
+    let repo = make_repo(
+        dir.path(),
+        &[
+            ("scenarios/a-broken.xml", broken),
+            ("scenarios/pass.xml", SCENARIO_PASS),
+        ],
+    );
+    let app = spawn_app_with(&config("echo built > built.txt", "", "")).await;
+    let id = enqueue(&app, request(&repo, json!({}))).await;
+    let q = app.wait_status(&id, "failed", LIMIT).await;
+    let broken_task = &q["tasks"][0];
+    assert_eq!(broken_task["status"], "error", "{q:#}");
+    let error = broken_task["error"].as_str().unwrap();
+    assert!(error.contains("scenarios/a-broken.xml:3:"), "{error}");
+    assert_eq!(q["tasks"][1]["status"], "passed");
+    // The file was rejected before its board booted: exactly one boot, for pass.xml.
+    assert_eq!(log_text(&app, &id).matches("booting board").count(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn boot_timeout_and_board_exit_are_reported_per_task() {
     let dir = tempfile::tempdir().unwrap();
     let repo = make_repo(dir.path(), &[("scenarios/pass.xml", SCENARIO_PASS)]);
