@@ -144,33 +144,65 @@ async fn delivery_round(server: &Server, round: usize, lines: usize) -> f64 {
 /// Counts `data:` lines of `log` events until `end`; returns the count and the last id.
 async fn count_lines(resp: reqwest::Response) -> (usize, u64) {
     let mut body = resp.bytes_stream();
-    let mut partial: Vec<u8> = Vec::new();
-    let (mut count, mut pending, mut last_id, mut is_log) = (0, 0, 0u64, true);
+    let mut counter = Counter::default();
+    let mut carry = String::new();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.expect("body");
-        partial.extend_from_slice(&chunk);
-        let mut used = 0;
-        while let Some(nl) = partial[used..].iter().position(|&b| b == b'\n') {
-            let field = &partial[used..used + nl];
-            used += nl + 1;
-            if field.is_empty() {
-                if is_log {
-                    count += pending;
-                }
-                (pending, is_log) = (0, true);
-            } else if field.starts_with(b"data:") {
-                pending += 1;
-            } else if let Some(id) = field.strip_prefix(b"id: ") {
-                last_id = std::str::from_utf8(id).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
-            } else if field == b"event: end" {
-                return (count, last_id);
-            } else if field.starts_with(b"event: ") {
-                is_log = field == b"event: log";
+        // All ASCII, so no character is split between chunks; `str::find` is vectorised.
+        let mut rest = std::str::from_utf8(&chunk).expect("the bench's stream is ASCII");
+        if !carry.is_empty() {
+            let Some(nl) = rest.find('\n') else {
+                carry.push_str(rest);
+                continue;
+            };
+            carry.push_str(&rest[..nl]);
+            rest = &rest[nl + 1..];
+            let line = std::mem::take(&mut carry);
+            if counter.field(line.as_bytes()) {
+                return (counter.count, counter.last_id);
             }
         }
-        partial.drain(..used);
+        while let Some(nl) = rest.find('\n') {
+            if counter.field(&rest.as_bytes()[..nl]) {
+                return (counter.count, counter.last_id);
+            }
+            rest = &rest[nl + 1..];
+        }
+        carry.push_str(rest);
     }
-    (count, last_id)
+    (counter.count, counter.last_id)
+}
+
+#[derive(Default)]
+struct Counter {
+    count: usize,
+    pending: usize,
+    last_id: u64,
+    not_log: bool,
+}
+
+impl Counter {
+    /// Takes one field line; `true` at the `end` event.
+    fn field(&mut self, field: &[u8]) -> bool {
+        if field.is_empty() {
+            if !self.not_log {
+                self.count += self.pending;
+            }
+            (self.pending, self.not_log) = (0, false);
+        } else if field.starts_with(b"data:") {
+            self.pending += 1;
+        } else if let Some(id) = field.strip_prefix(b"id: ") {
+            self.last_id = std::str::from_utf8(id)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+        } else if field == b"event: end" {
+            return true;
+        } else if field.starts_with(b"event: ") {
+            self.not_log = field != b"event: log";
+        }
+        false
+    }
 }
 
 /// RSS growth per idle SSE client, measured with raw sockets that only read the headers.

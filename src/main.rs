@@ -30,6 +30,9 @@ enum Command {
         /// The address to listen on [default: 127.0.0.1:8080]; also TESTARENA_LISTEN.
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+        /// Also print every queue log line to stdout, prefixed with the queue id.
+        #[arg(long)]
+        echo_logs: bool,
     },
     /// Enqueue a queue on a running server and print it (or follow its log with --follow).
     Enqueue {
@@ -123,12 +126,14 @@ fn main() -> ExitCode {
             config,
             root,
             listen,
+            echo_logs,
         } => {
             init_tracing();
             let overrides = Overrides {
                 config_file: config,
                 root,
                 listen,
+                echo_logs,
             };
             report(serve(overrides).map(|()| ExitCode::SUCCESS))
         }

@@ -50,7 +50,7 @@ impl Server {
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
         let state = AppState {
-            logs: LogHub::new(&config.root),
+            logs: LogHub::with_echo(&config.root, config.echo_logs),
             reports: Reports::new().context("cannot load the report templates")?,
             config: Arc::new(config),
             store,

@@ -7,17 +7,18 @@
 //! goes back to the table, so a slow client never misses a change.
 
 use std::collections::{HashMap, VecDeque};
-use std::convert::Infallible;
+use std::io::Write;
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use serde_json::json;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::AppState;
@@ -29,29 +30,65 @@ use crate::store::{Store, StoreError};
 pub(crate) const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// The reconnection delay announced on the first event.
 pub(crate) const RETRY: Duration = Duration::from_secs(2);
+const KEEP_ALIVE_FRAME: &[u8] = b":\n\n";
 
-/// An SSE response: keep-alive comments, no buffering by proxies, `retry` on the first event.
-pub(crate) fn sse_response<S>(events: S) -> Response
+/// One event in SSE wire format: `event:`, `retry:` when asked, `id:`, then one `data:` field
+/// per line of `data`. Written by hand into one buffer of about the right size: the log stream sends
+/// hundreds of lines per event and this is its hot path.
+pub(crate) fn frame(event: &str, id: Option<u64>, data: &str, retry: bool) -> Bytes {
+    // SSE also ends a field at `\r`; the log writer never writes one, a hand-edited file may.
+    let data: std::borrow::Cow<'_, str> = if data.contains('\r') {
+        data.replace('\r', "").into()
+    } else {
+        data.into()
+    };
+    // `data: ` and `\n` per line: room for lines of 56 bytes on average; shorter ones grow it.
+    let mut out = Vec::with_capacity(data.len() + data.len() / 8 + event.len() + 64);
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(event.as_bytes());
+    out.push(b'\n');
+    if retry {
+        // Writing to a Vec cannot fail.
+        let _ = writeln!(out, "retry: {}", RETRY.as_millis());
+    }
+    if let Some(id) = id {
+        let _ = writeln!(out, "id: {id}");
+    }
+    for line in data.split('\n') {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+    Bytes::from(out)
+}
+
+/// An SSE response over a stream of frames: a keep-alive comment after [`KEEP_ALIVE`] without
+/// a frame, no caching, no buffering by proxies. The response ends when `frames` does.
+pub(crate) fn sse_response<S>(frames: S) -> Response
 where
-    S: Stream<Item = Event> + Send + 'static,
+    S: Stream<Item = Bytes> + Send + 'static,
 {
-    use futures_util::StreamExt;
-    let mut first = true;
-    let events = events.map(move |event| {
-        let event = if std::mem::take(&mut first) {
-            event.retry(RETRY)
-        } else {
-            event
-        };
-        Ok::<_, Infallible>(event)
-    });
-    let mut response = Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
-        .into_response();
-    response
-        .headers_mut()
-        .insert("x-accel-buffering", HeaderValue::from_static("no"));
-    response
+    let body = futures_util::stream::unfold(
+        (Box::pin(frames), Box::pin(tokio::time::sleep(KEEP_ALIVE))),
+        |(mut frames, mut idle)| async move {
+            let frame = tokio::select! {
+                frame = frames.next() => frame?,
+                () = idle.as_mut() => Bytes::from_static(KEEP_ALIVE_FRAME),
+            };
+            idle.as_mut().reset(Instant::now() + KEEP_ALIVE);
+            Some((Ok::<_, std::convert::Infallible>(frame), (frames, idle)))
+        },
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response()
 }
 
 /// Where a stream resumes: the `Last-Event-ID` header (what a reconnecting browser sends), else
@@ -106,11 +143,11 @@ pub async fn stream(
         Some(seq) => Feed::new(&state, rx, seq, true),
         None => Feed::new(&state, rx, state.store.latest_seq(), false),
     };
-    let events = futures_util::stream::unfold(feed, |mut feed| async move {
-        let event = feed.next_event().await?;
-        Some((event, feed))
+    let frames = futures_util::stream::unfold(feed, |mut feed| async move {
+        let frame = feed.next_frame().await?;
+        Some((frame, feed))
     });
-    Ok(sse_response(events))
+    Ok(sse_response(frames))
 }
 
 /// One client's position in the change feed.
@@ -124,6 +161,8 @@ struct Feed {
     /// Read the table before taking live changes.
     from_table: bool,
     shutdown: CancellationToken,
+    /// No event sent yet: the next one carries `retry`.
+    first: bool,
 }
 
 impl Feed {
@@ -135,19 +174,31 @@ impl Feed {
             backlog: VecDeque::new(),
             from_table,
             shutdown: state.shutdown.clone(),
+            first: true,
         }
     }
 
+    /// An event as a frame; the first one carries `retry`.
+    fn emit(&mut self, event: &str, id: u64, data: &str) -> Bytes {
+        frame(event, Some(id), data, std::mem::take(&mut self.first))
+    }
+
+    fn change(&mut self, change: &Change) -> Bytes {
+        self.last = change.seq;
+        // Serializing plain data to JSON cannot fail.
+        let data = serde_json::to_string(change).unwrap_or_default();
+        self.emit("change", change.seq, &data)
+    }
+
     /// The next event, `None` when the stream ends (shutdown, store closed).
-    async fn next_event(&mut self) -> Option<Event> {
+    async fn next_frame(&mut self) -> Option<Bytes> {
         loop {
             if self.shutdown.is_cancelled() {
                 return None;
             }
             if let Some(change) = self.backlog.pop_front() {
                 if change.seq > self.last {
-                    self.last = change.seq;
-                    return Some(change_event(&change));
+                    return Some(self.change(&change));
                 }
                 continue;
             }
@@ -167,10 +218,7 @@ impl Feed {
                 () = self.shutdown.cancelled() => return None,
                 received = self.rx.recv() => match received {
                     Ok(change) if change.seq <= self.last => {}
-                    Ok(change) if change.seq == self.last + 1 => {
-                        self.last = change.seq;
-                        return Some(change_event(&change));
-                    }
+                    Ok(change) if change.seq == self.last + 1 => return Some(self.change(&change)),
                     // A change between is missing: the table has it.
                     Ok(_) | Err(RecvError::Lagged(_)) => self.from_table = true,
                     Err(RecvError::Closed) => return None,
@@ -181,7 +229,7 @@ impl Feed {
 
     /// Fills the backlog from the table; a `reset` event when the table does not reach back to
     /// `last` (or `last` is ahead of the store, e.g. an id from before the data was reset).
-    async fn read_table(&mut self) -> Result<Option<Event>, StoreError> {
+    async fn read_table(&mut self) -> Result<Option<Bytes>, StoreError> {
         let latest = self.store.latest_seq();
         let after = self.store.events_after(self.last).await?;
         if after.complete && self.last <= latest {
@@ -194,19 +242,65 @@ impl Feed {
             "seq": seq,
             "message": "changes before this one are no longer kept: reload the state, then follow from here",
         });
-        Ok(Some(
-            Event::default()
-                .event("reset")
-                .id(seq.to_string())
-                .data(data.to_string()),
-        ))
+        Ok(Some(self.emit("reset", seq, &data.to_string())))
     }
 }
 
-fn change_event(change: &Change) -> Event {
-    let data = serde_json::to_string(change).unwrap_or_default();
-    Event::default()
-        .event("change")
-        .id(change.seq.to_string())
-        .data(data)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_one_data_field_per_line() {
+        let check =
+            |f: Bytes, expected: &str| assert_eq!(std::str::from_utf8(&f).unwrap(), expected);
+        check(
+            frame("log", Some(12), "a\n\nb", true),
+            "event: log\nretry: 2000\nid: 12\ndata: a\ndata: \ndata: b\n\n",
+        );
+        check(frame("end", None, "{}", false), "event: end\ndata: {}\n\n");
+        check(
+            frame("log", Some(3), "x\r", false),
+            "event: log\nid: 3\ndata: x\n\n",
+        );
+    }
+
+    #[test]
+    fn resume_point_prefers_last_event_id() {
+        let params = |q: &[(&str, &str)]| -> HashMap<String, String> {
+            q.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let mut headers = HeaderMap::new();
+        assert_eq!(resume_point(&headers, &params(&[]), "n").unwrap(), None);
+        assert_eq!(
+            resume_point(&headers, &params(&[("from", "7")]), "n").unwrap(),
+            Some(7)
+        );
+        headers.insert("last-event-id", "42".parse().unwrap());
+        assert_eq!(
+            resume_point(&headers, &params(&[("from", "7")]), "n").unwrap(),
+            Some(42)
+        );
+        for bad in [params(&[("from", "x")]), params(&[("since", "1")])] {
+            let e = resume_point(&HeaderMap::new(), &bad, "n").unwrap_err();
+            assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
+        }
+        headers.insert("last-event-id", "-1".parse().unwrap());
+        let e = resume_point(&headers, &params(&[]), "n").unwrap_err();
+        assert_eq!(e.code, "invalid_last_event_id");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_stream_sends_keep_alive_comments() {
+        let response = sse_response(futures_util::stream::pending::<Bytes>());
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        assert_eq!(response.headers()["x-accel-buffering"], "no");
+        let mut body = response.into_body().into_data_stream();
+        let started = Instant::now();
+        let first = body.next().await.unwrap().unwrap();
+        assert_eq!(&first[..], KEEP_ALIVE_FRAME);
+        assert_eq!(started.elapsed(), KEEP_ALIVE);
+    }
 }

@@ -8,10 +8,9 @@
 
 use std::collections::HashMap;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tokio::sync::broadcast;
@@ -21,9 +20,9 @@ use tower_http::services::ServeFile;
 
 use super::AppState;
 use super::error::ApiError;
-use super::events::{resume_point, sse_response};
+use super::events::{frame, resume_point, sse_response};
 use super::queues::parse_id;
-use crate::logs::{Batch, FollowError, FollowItem, LogFollower};
+use crate::logs::{FollowError, FollowItem, LogFollower};
 use crate::model::{Change, QueueId, Status};
 use crate::store::Store;
 
@@ -129,13 +128,14 @@ pub async fn stream(
         store: state.store.clone(),
         status: view.queue.status,
         done: false,
+        first: true,
         shutdown: state.shutdown.clone(),
     };
-    let events = futures_util::stream::unfold(follow, |mut follow| async move {
-        let event = follow.next_event().await?;
-        Some((event, follow))
+    let frames = futures_util::stream::unfold(follow, |mut follow| async move {
+        let frame = follow.next_frame().await?;
+        Some((frame, follow))
     });
-    Ok(sse_response(events))
+    Ok(sse_response(frames))
 }
 
 /// One client following one queue's log.
@@ -147,13 +147,15 @@ struct Follow {
     /// The queue's status as last seen in the store.
     status: Status,
     done: bool,
+    /// No event sent yet: the next one carries `retry`.
+    first: bool,
     shutdown: CancellationToken,
 }
 
 impl Follow {
     /// The next event; `None` ends the stream (after `end`, on shutdown, or when the queue is
     /// deleted).
-    async fn next_event(&mut self) -> Option<Event> {
+    async fn next_frame(&mut self) -> Option<Bytes> {
         loop {
             if self.done || self.shutdown.is_cancelled() {
                 return None;
@@ -162,14 +164,18 @@ impl Follow {
             // here (not a flag from an earlier `Idle`) also covers a run that came and went.
             if self.status.is_terminal() && self.follower.is_idle() {
                 self.done = true;
-                let data = json!({ "status": self.status });
-                return Some(Event::default().event("end").data(data.to_string()));
+                let data = json!({ "status": self.status }).to_string();
+                return Some(frame("end", None, &data, std::mem::take(&mut self.first)));
             }
             tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => return None,
                 item = self.follower.next() => match item {
-                    FollowItem::Batch(batch) => return Some(log_event(batch)),
+                    FollowItem::Batch(batch) => {
+                        // `log` events: one `data:` field per line, id = the offset after them.
+                        let retry = std::mem::take(&mut self.first);
+                        return Some(frame("log", Some(batch.end_offset), &batch.text, retry));
+                    }
                     FollowItem::Idle => {}
                     FollowItem::Failed(e) => {
                         tracing::warn!(queue = %self.id, error = %e, "reading the log for an SSE client failed");
@@ -197,19 +203,4 @@ impl Follow {
             }
         }
     }
-}
-
-/// A `log` event: one `data:` field per line, id = the offset after the last line.
-fn log_event(batch: Batch) -> Event {
-    // SSE ends a field at `\r`; the writer never writes one, but a file edited by hand may hold
-    // some.
-    let text = if batch.text.contains('\r') {
-        batch.text.replace('\r', "")
-    } else {
-        batch.text
-    };
-    Event::default()
-        .event("log")
-        .id(batch.end_offset.to_string())
-        .data(text)
 }

@@ -47,6 +47,8 @@ pub struct Config {
     pub api: ApiConfig,
     pub worker: WorkerConfig,
     pub environments: BTreeMap<String, Environment>,
+    /// `serve --echo-logs`: queue log lines also go to the server's stdout (flag only).
+    pub echo_logs: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -133,6 +135,7 @@ pub struct Overrides {
     pub config_file: Option<PathBuf>,
     pub root: Option<PathBuf>,
     pub listen: Option<String>,
+    pub echo_logs: bool,
 }
 
 impl Config {
@@ -166,7 +169,9 @@ impl Config {
         if let Some(listen) = &overrides.listen {
             b.listen = Some(listen.clone());
         }
-        b.finish(&origin)
+        let mut config = b.finish(&origin)?;
+        config.echo_logs = overrides.echo_logs;
+        Ok(config)
     }
 
     /// Parses a complete configuration from TOML text laid over the defaults (tests, `--config`).
@@ -374,6 +379,7 @@ impl Builder {
             api: ApiConfig { max_body },
             worker,
             environments,
+            echo_logs: false,
         })
     }
 }

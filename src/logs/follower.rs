@@ -142,11 +142,12 @@ impl LogFollower {
                 self.from_file = true;
                 continue;
             }
+            // Neither channel can close: `self.log` holds both senders.
             tokio::select! {
                 received = self.rx.recv() => match received {
                     Ok(chunk) => self.carry = Some(chunk),
                     Err(RecvError::Lagged(_)) => self.from_file = true,
-                    Err(RecvError::Closed) => {}
+                    Err(RecvError::Closed) => std::future::pending::<()>().await,
                 },
                 _ = self.live.changed() => {}
             }

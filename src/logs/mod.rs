@@ -45,6 +45,8 @@ pub struct LogHub {
 
 struct HubInner {
     root: PathBuf,
+    /// `serve --echo-logs`: every line also goes to stdout, prefixed with its queue id.
+    echo: bool,
     /// Channels of queues that have a writer or a follower; entries die with their last user.
     /// A `std` mutex: held for a map lookup, never across `.await`.
     queues: Mutex<HashMap<QueueId, Weak<QueueLog>>>,
@@ -70,8 +72,14 @@ pub(crate) struct Chunk {
 impl LogHub {
     /// A hub whose logs live at `<root>/queues/<id>/queue.log`.
     pub fn new(root: &Path) -> LogHub {
+        LogHub::with_echo(root, false)
+    }
+
+    /// Like `new`; with `echo`, writers also print every line to stdout as `<queue id> | <line>`.
+    pub fn with_echo(root: &Path, echo: bool) -> LogHub {
         LogHub {
             inner: Arc::new(HubInner {
+                echo,
                 root: root.to_path_buf(),
                 queues: Mutex::new(HashMap::new()),
             }),
@@ -90,7 +98,7 @@ impl LogHub {
     /// Opens the queue's log for appending, creating its directory. A re-run appends to the same
     /// file. Fails with `AlreadyExists` while another writer of this queue is open.
     pub fn writer(&self, id: &QueueId) -> std::io::Result<LogWriter> {
-        LogWriter::open(id, self.entry(id))
+        LogWriter::open(id, self.entry(id), self.inner.echo)
     }
 
     /// Follows the queue's log from byte offset `from`, which must be `0` or just after a `\n`.

@@ -28,6 +28,8 @@ pub struct LogWriter {
 
 struct Inner {
     log: Arc<QueueLog>,
+    /// The prefix of echoed lines (`serve --echo-logs`), if echoing.
+    echo: Option<String>,
     /// `std` mutex: held for a memcpy or one `write` of one chunk, never across `.await`.
     state: Mutex<State>,
     /// A second handle on the file, for `fsync` without holding the lock.
@@ -47,7 +49,7 @@ struct State {
 }
 
 impl LogWriter {
-    pub(super) fn open(id: &QueueId, log: Arc<QueueLog>) -> io::Result<LogWriter> {
+    pub(super) fn open(id: &QueueId, log: Arc<QueueLog>, echo: bool) -> io::Result<LogWriter> {
         let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
         let claimed = log
             .live
@@ -74,6 +76,7 @@ impl LogWriter {
         };
         let inner = Arc::new(Inner {
             log,
+            echo: echo.then(|| format!("{id} | ")),
             state: Mutex::new(State {
                 file,
                 end,
@@ -105,6 +108,9 @@ impl LogWriter {
                 st.pending.extend_from_slice(part.as_bytes());
             }
             st.pending.push(b'\n');
+        }
+        if let Some(prefix) = &self.inner.echo {
+            echo_lines(prefix, text);
         }
         if st.pending.len() >= CHUNK_BYTES {
             self.inner.write_pending(&mut st);
@@ -241,5 +247,14 @@ async fn flush_task(inner: Weak<Inner>, wake: Arc<Notify>) {
             return;
         }
         strong.write_pending(&mut st);
+    }
+}
+
+/// Prints lines to stdout with the queue's prefix; a closed stdout is not the log's problem.
+fn echo_lines(prefix: &str, text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for part in text.split('\n') {
+        let _ = writeln!(out, "{prefix}{}", part.trim_end_matches('\r'));
     }
 }

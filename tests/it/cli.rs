@@ -34,9 +34,15 @@ fn free_port() -> u16 {
 
 /// Starts `testarena serve` and waits until it says it is serving.
 fn start(root: &Path, config_file: Option<&Path>) -> Binary {
+    start_with(root, config_file, &[], Stdio::null())
+}
+
+fn start_with(root: &Path, config_file: Option<&Path>, extra: &[&str], stdout: Stdio) -> Binary {
     let addr = format!("127.0.0.1:{}", free_port());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_testarena"));
-    cmd.args(["serve", "--root"])
+    cmd.arg("serve")
+        .args(extra)
+        .arg("--root")
         .arg(root)
         .args(["--listen", &addr]);
     if let Some(c) = config_file {
@@ -45,7 +51,7 @@ fn start(root: &Path, config_file: Option<&Path>) -> Binary {
     let mut child = cmd
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
         .expect("the binary starts");
@@ -351,4 +357,31 @@ fn check_validates_scenario_files() {
         text.contains("bad-duration.xml:2:20: timeout: invalid duration"),
         "{text}"
     );
+}
+
+#[test]
+fn echo_logs_prints_queue_lines_with_the_queue_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = make_repo(dir.path(), &[("scenarios/pass.xml", SCENARIO_PASS)]);
+    let cfg = write_config(dir.path(), "echo compiling; echo built > built.txt");
+    let mut server = start_with(
+        &dir.path().join("root"),
+        Some(&cfg),
+        &["--echo-logs"],
+        Stdio::piped(),
+    );
+    let repo_arg = repo.display().to_string();
+    let out = client(
+        &server,
+        &[
+            "enqueue", "--repo", &repo_arg, "--env", "sim", "--id", "e1", "--follow",
+        ],
+    );
+    assert!(out.status.success());
+    assert_eq!(sigterm(&mut server).code(), Some(0));
+    let mut echoed = String::new();
+    std::io::Read::read_to_string(&mut server.child.stdout.take().unwrap(), &mut echoed).unwrap();
+    assert!(echoed.contains("e1 | compiling"), "{echoed}");
+    assert!(echoed.contains("e1 | pong"), "{echoed}");
+    assert!(echoed.contains("e1 | === queue e1 passed"), "{echoed}");
 }

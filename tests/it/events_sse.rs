@@ -31,7 +31,10 @@ async fn changes_arrive_live_as_json() {
         .await
         .unwrap();
     let data = json(&sse.next().await.unwrap());
-    assert_eq!((&data["from"], &data["to"]), (&"waiting".into(), &"running".into()));
+    assert_eq!(
+        (&data["from"], &data["to"]),
+        (&"waiting".into(), &"running".into())
+    );
 }
 
 #[tokio::test]
@@ -103,7 +106,14 @@ async fn a_client_older_than_the_kept_events_is_told_to_reload() {
     // More changes than the event table keeps (10,000).
     let ids: Vec<String> = (0..10_050).map(|i| format!("q{i}")).collect();
     futures_util::future::join_all(ids.iter().map(|id| enqueue(&app, id))).await;
-    assert!(!app.state.store.events_after(oldest - 1).await.unwrap().complete);
+    assert!(
+        !app.state
+            .store
+            .events_after(oldest - 1)
+            .await
+            .unwrap()
+            .complete
+    );
     let mut sse = SseClient::connect(&app, "/api/events", Some(&(oldest - 1).to_string())).await;
     let reset = sse.next().await.unwrap();
     assert_eq!(reset.event, "reset");

@@ -102,7 +102,10 @@ impl SseClient {
     pub async fn read_to_end(&mut self) -> (String, String) {
         let mut text = String::new();
         loop {
-            let event = self.next().await.expect("the stream ends with an `end` event");
+            let event = self
+                .next()
+                .await
+                .expect("the stream ends with an `end` event");
             match event.event.as_str() {
                 "log" => {
                     text.push_str(&event.data);
@@ -135,7 +138,10 @@ pub async fn enqueue(app: &TestApp, id: &str) -> QueueId {
 
 async fn finish(app: &TestApp, id: &QueueId, to: Status) {
     let store = &app.state.store;
-    store.transition(id, Status::Running, None).await.expect("run");
+    store
+        .transition(id, Status::Running, None)
+        .await
+        .expect("run");
     store.transition(id, to, None).await.expect("finish");
 }
 
@@ -178,7 +184,11 @@ async fn a_finished_queue_replays_its_whole_log_then_ends() {
 async fn resuming_with_last_event_id_loses_and_repeats_nothing() {
     let app = spawn_app().await;
     let id = enqueue(&app, "resume").await;
-    app.state.store.transition(&id, Status::Running, None).await.unwrap();
+    app.state
+        .store
+        .transition(&id, Status::Running, None)
+        .await
+        .unwrap();
     let w = app.state.logs.writer(&id).unwrap();
     let writer = tokio::spawn(async move {
         for i in 0..20_000 {
@@ -203,7 +213,11 @@ async fn resuming_with_last_event_id_loses_and_repeats_nothing() {
         }
     }
     writer.await.unwrap();
-    app.state.store.transition(&id, Status::Failed, None).await.unwrap();
+    app.state
+        .store
+        .transition(&id, Status::Failed, None)
+        .await
+        .unwrap();
     let mut sse = SseClient::connect(&app, &stream_path(&id), last_id.as_deref()).await;
     let (rest, end) = sse.read_to_end().await;
     parts.push_str(&rest);
@@ -212,7 +226,8 @@ async fn resuming_with_last_event_id_loses_and_repeats_nothing() {
 
     // `?from=` resumes the same way, here from the start of the 101st line.
     let offset = file(&app, &id).match_indices('\n').nth(99).unwrap().0 + 1;
-    let mut sse = SseClient::connect(&app, &format!("{}?from={offset}", stream_path(&id)), None).await;
+    let mut sse =
+        SseClient::connect(&app, &format!("{}?from={offset}", stream_path(&id)), None).await;
     let (tail, _) = sse.read_to_end().await;
     assert_eq!(tail, file(&app, &id)[offset..]);
 }
@@ -237,7 +252,10 @@ async fn bad_offsets_and_unknown_queues_get_json_errors() {
     let (status, body) = app.get_json(&format!("{}?from=2", stream_path(&id))).await;
     assert_eq!(status, 400);
     assert!(
-        body["error"]["message"].as_str().unwrap().contains("not the start of a line"),
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not the start of a line"),
         "{body}"
     );
     let (status, body) = app.get_json("/api/queues/nope/log/stream").await;
@@ -249,7 +267,11 @@ async fn bad_offsets_and_unknown_queues_get_json_errors() {
 async fn a_stalled_client_gets_every_line_later_and_does_not_delay_others() {
     let app = spawn_app().await;
     let id = enqueue(&app, "stall").await;
-    app.state.store.transition(&id, Status::Running, None).await.unwrap();
+    app.state
+        .store
+        .transition(&id, Status::Running, None)
+        .await
+        .unwrap();
     let w = app.state.logs.writer(&id).unwrap();
     let mut stalled = SseClient::connect(&app, &stream_path(&id), None).await;
     let mut fast = SseClient::connect(&app, &stream_path(&id), None).await;
@@ -268,14 +290,26 @@ async fn a_stalled_client_gets_every_line_later_and_does_not_delay_others() {
     };
     let last = format!("line {:06} ", total - 1);
     loop {
-        let event = fast.next().await.expect("the fast client keeps getting lines");
-        if event.data.lines().last().is_some_and(|l| l.starts_with(&last)) {
+        let event = fast
+            .next()
+            .await
+            .expect("the fast client keeps getting lines");
+        if event
+            .data
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with(&last))
+        {
             break;
         }
     }
     writer.await.unwrap();
     w.close().await.unwrap();
-    app.state.store.transition(&id, Status::Passed, None).await.unwrap();
+    app.state
+        .store
+        .transition(&id, Status::Passed, None)
+        .await
+        .unwrap();
     let (text, _) = stalled.read_to_end().await;
     assert!(text == file(&app, &id), "the stalled client's copy differs");
 }
@@ -291,7 +325,10 @@ async fn end_arrives_for_a_queue_that_runs_while_the_client_waits() {
     let w = app.state.logs.writer(&id).unwrap();
     w.line("booting");
     let event = sse.next().await.unwrap();
-    assert_eq!((event.event.as_str(), event.data.as_str()), ("log", "booting"));
+    assert_eq!(
+        (event.event.as_str(), event.data.as_str()),
+        ("log", "booting")
+    );
     assert_eq!(event.id.as_deref(), Some("8"));
     w.line("done");
     w.close().await.unwrap();
@@ -305,7 +342,10 @@ async fn end_arrives_for_a_queue_that_runs_while_the_client_waits() {
     let mut sse = SseClient::connect(&app, &stream_path(&id), None).await;
     store.transition(&id, Status::Aborted, None).await.unwrap();
     let end = sse.next().await.unwrap();
-    assert_eq!((end.event.as_str(), end.data.as_str()), ("end", r#"{"status":"aborted"}"#));
+    assert_eq!(
+        (end.event.as_str(), end.data.as_str()),
+        ("end", r#"{"status":"aborted"}"#)
+    );
 }
 
 #[tokio::test]
@@ -345,11 +385,19 @@ async fn a_thousand_idle_clients_all_get_the_line_and_the_end() {
     let path = stream_path(&id);
     let connects = (0..1000).map(|_| SseClient::connect(&app, &path, None));
     let mut clients = futures_util::future::join_all(connects).await;
-    app.state.store.transition(&id, Status::Running, None).await.unwrap();
+    app.state
+        .store
+        .transition(&id, Status::Running, None)
+        .await
+        .unwrap();
     let w = app.state.logs.writer(&id).unwrap();
     w.line("hello, everyone");
     w.close().await.unwrap();
-    app.state.store.transition(&id, Status::Passed, None).await.unwrap();
+    app.state
+        .store
+        .transition(&id, Status::Passed, None)
+        .await
+        .unwrap();
     let reads = clients.iter_mut().map(|c| c.read_to_end());
     for (text, end) in futures_util::future::join_all(reads).await {
         assert_eq!(text, "hello, everyone\n");
