@@ -12,12 +12,13 @@
 
 use std::collections::HashMap;
 
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use minijinja::context;
+use minijinja::{Value, context};
 use rust_embed::RustEmbed;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::AppState;
 use super::error::ApiError;
@@ -78,8 +79,8 @@ pub async fn list(
     let page = state.store.list(filter, PAGE_SIZE, cursor).await?;
     let counts = state.store.counts().await?;
     let now = now_millis();
-    let queues: Vec<Value> = page.items.iter().map(|q| row(&state, q, now)).collect();
-    let per_status: Vec<Value> = queue_statuses()
+    let queues: Vec<serde_json::Value> = page.items.iter().map(|q| row(&state, q, now)).collect();
+    let per_status: Vec<serde_json::Value> = queue_statuses()
         .iter()
         .map(|s| {
             let n = counts.iter().find(|(c, _)| c == s).map_or(0, |(_, n)| *n);
@@ -91,18 +92,24 @@ pub async fn list(
         .filter(|(s, _)| *s != Status::Skipped)
         .map(|(_, n)| n)
         .sum();
+    let environments: Vec<String> = state
+        .config
+        .environment_names()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
     render(
         &state,
         StatusCode::OK,
         "pages/list.html",
         context! {
-            queues,
-            counts => per_status,
+            queues => jinja(&serde_json::Value::Array(queues)),
+            counts => jinja(&serde_json::Value::Array(per_status)),
             total,
             filter => filter.map(Status::as_str),
             older => page.next_cursor,
             paged => cursor.is_some(),
-            environments => state.config.environment_names(),
+            environments,
             seq,
         },
     )
@@ -137,7 +144,8 @@ pub async fn queue(
     q["duration_ms"] = json!(duration_ms(&view.queue, now_millis()));
     for (task, value) in view.tasks.iter().zip(tasks_mut(&mut q)) {
         value["duration_ms"] = json!(span(task.started_at, task.finished_at));
-        value["counts"] = serde_json::to_value(Counts::of(&task.tests)).unwrap_or(Value::Null);
+        value["counts"] =
+            serde_json::to_value(Counts::of(&task.tests)).unwrap_or(serde_json::Value::Null);
         value["terminal"] = json!(task.status.is_terminal());
         if let Some(tests) = value["tests"].as_array_mut() {
             for (result, test) in task.tests.iter().zip(tests) {
@@ -150,7 +158,7 @@ pub async fn queue(
         StatusCode::OK,
         "pages/queue.html",
         context! {
-            queue => q,
+            queue => jinja(&q),
             terminal => view.queue.status.is_terminal(),
             seq,
         },
@@ -169,14 +177,13 @@ pub async fn asset(
     }
     let file = StaticFiles::get(&path).ok_or_else(missing)?;
     let hash = file.metadata.sha256_hash();
-    let etag: String = std::iter::once("\"".to_owned())
-        .chain(hash[..12].iter().map(|b| format!("{b:02x}")))
-        .chain(std::iter::once("\"".to_owned()))
-        .collect();
-    let etag = HeaderValue::from_str(&etag).map_err(ApiError::internal)?;
-    let fresh = headers
-        .get(header::IF_NONE_MATCH)
-        .is_some_and(|v| v.as_bytes().split(|b| *b == b',').any(|t| t.trim_ascii() == etag.as_bytes()));
+    let hex: String = hash[..12].iter().map(|b| format!("{b:02x}")).collect();
+    let etag = HeaderValue::from_str(&format!("\"{hex}\"")).map_err(ApiError::internal)?;
+    let fresh = headers.get(header::IF_NONE_MATCH).is_some_and(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|t| t.trim_ascii() == etag.as_bytes())
+    });
     let common = [
         (header::ETAG, etag),
         (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
@@ -192,7 +199,7 @@ pub async fn asset(
     Ok((
         common,
         [(header::CONTENT_TYPE, content_type)],
-        file.data.into_owned(),
+        Body::from(file.data),
     )
         .into_response())
 }
@@ -219,7 +226,7 @@ fn queue_statuses() -> Vec<Status> {
 }
 
 /// A list row: the queue's JSON plus its duration so far.
-fn row(state: &AppState, q: &Queue, now: Millis) -> Value {
+fn row(state: &AppState, q: &Queue, now: Millis) -> serde_json::Value {
     let mut v = queue_json(state, q, None);
     v["duration_ms"] = json!(duration_ms(q, now));
     v
@@ -238,8 +245,25 @@ fn span(start: Option<Millis>, end: Option<Millis>) -> Option<u64> {
     Some(u64::try_from(end.saturating_sub(start)).unwrap_or(0))
 }
 
-fn tasks_mut(q: &mut Value) -> impl Iterator<Item = &mut Value> {
+fn tasks_mut(q: &mut serde_json::Value) -> impl Iterator<Item = &mut serde_json::Value> {
     q["tasks"].as_array_mut().into_iter().flatten()
+}
+
+/// A JSON value as a template value (objects become maps, `null` becomes none).
+fn jinja(v: &serde_json::Value) -> Value {
+    use serde_json::Value as J;
+    match v {
+        J::Null => Value::from(()),
+        J::Bool(b) => Value::from(*b),
+        J::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Value::from(i),
+            (None, Some(u)) => Value::from(u),
+            _ => Value::from(n.as_f64().unwrap_or(0.0)),
+        },
+        J::String(s) => Value::from(s.as_str()),
+        J::Array(items) => items.iter().map(jinja).collect(),
+        J::Object(map) => Value::from_pairs(map.iter().map(|(k, v)| (k.as_str(), jinja(v)))),
+    }
 }
 
 /// A readable HTML error page with the given status.
@@ -261,7 +285,7 @@ fn render(
     state: &AppState,
     status: StatusCode,
     name: &str,
-    ctx: minijinja::Value,
+    ctx: Value,
 ) -> Result<Response, ApiError> {
     let html = state
         .reports
