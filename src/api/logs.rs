@@ -20,8 +20,8 @@ use tower_http::services::ServeFile;
 
 use super::AppState;
 use super::error::ApiError;
-use super::events::{frame, resume_point, sse_response};
 use super::queues::parse_id;
+use super::sse::{frame, resume_point, sse_response};
 use crate::logs::{FollowError, FollowItem, LogFollower};
 use crate::model::{Change, QueueId, Status};
 use crate::store::Store;

@@ -3,6 +3,7 @@
 //! - `queues`   enqueue, list, get, abort, delete
 //! - `logs`     a queue's log as text and as a resumable SSE stream
 //! - `events`   the change feed as a resumable SSE stream
+//! - `sse`      what every SSE stream shares: event framing, keep-alive, resume point
 //! - `files`    report files under a queue's directory, read-only
 //! - `pages`    the dashboard: queue list, queue page, static assets
 //! - `validate` parsing an enqueue request at the edge
@@ -15,6 +16,7 @@ pub mod json;
 pub mod logs;
 pub mod pages;
 pub mod queues;
+pub mod sse;
 pub mod validate;
 
 use std::sync::Arc;

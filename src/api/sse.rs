@@ -1,0 +1,179 @@
+//! The server-sent-events conventions every stream of the API shares: the wire format of an
+//! event, the response (headers, keep-alive), and the resume point (`Last-Event-ID` or `?from=`).
+//!
+//! Framed by hand rather than with axum's `Sse`: the log stream sends hundreds of lines per
+//! event, and per-line formatting there was the server's largest cost.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::{Stream, StreamExt};
+use tokio::time::Instant;
+
+use super::error::ApiError;
+
+/// How often an idle stream sends a comment, so that proxies keep it open.
+pub(crate) const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// The reconnection delay announced on the first event.
+pub(crate) const RETRY: Duration = Duration::from_secs(2);
+const KEEP_ALIVE_FRAME: &[u8] = b":\n\n";
+
+/// One event in SSE wire format: `event:`, `retry:` when asked, `id:`, then one `data:` field
+/// per line of `data`. Written by hand into one buffer of about the right size: the log stream sends
+/// hundreds of lines per event and this is its hot path.
+pub(crate) fn frame(event: &str, id: Option<u64>, data: &str, retry: bool) -> Bytes {
+    // SSE also ends a field at `\r`; the log writer never writes one, a hand-edited file may.
+    let data: std::borrow::Cow<'_, str> = if data.contains('\r') {
+        data.replace('\r', "").into()
+    } else {
+        data.into()
+    };
+    // `data: ` and `\n` per line: room for lines of 56 bytes on average; shorter ones grow it.
+    let mut out = Vec::with_capacity(data.len() + data.len() / 8 + event.len() + 64);
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(event.as_bytes());
+    out.push(b'\n');
+    if retry {
+        // Writing to a Vec cannot fail.
+        let _ = writeln!(out, "retry: {}", RETRY.as_millis());
+    }
+    if let Some(id) = id {
+        let _ = writeln!(out, "id: {id}");
+    }
+    for line in data.split('\n') {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+    Bytes::from(out)
+}
+
+/// An SSE response over a stream of frames: a keep-alive comment after [`KEEP_ALIVE`] without
+/// a frame, no caching, no buffering by proxies. The response ends when `frames` does.
+pub(crate) fn sse_response<S>(frames: S) -> Response
+where
+    S: Stream<Item = Bytes> + Send + 'static,
+{
+    let body = futures_util::stream::unfold(
+        (Box::pin(frames), Box::pin(tokio::time::sleep(KEEP_ALIVE))),
+        |(mut frames, mut idle)| async move {
+            let frame = tokio::select! {
+                frame = frames.next() => frame?,
+                () = idle.as_mut() => Bytes::from_static(KEEP_ALIVE_FRAME),
+            };
+            idle.as_mut().reset(Instant::now() + KEEP_ALIVE);
+            Some((Ok::<_, std::convert::Infallible>(frame), (frames, idle)))
+        },
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+/// Where a stream resumes: the `Last-Event-ID` header (what a reconnecting browser sends), else
+/// `?from=`; `None` when neither is given. Any other query parameter is refused.
+pub(crate) fn resume_point(
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+    what: &str,
+) -> Result<Option<u64>, ApiError> {
+    if let Some(other) = params.keys().find(|k| k.as_str() != "from") {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("unknown query parameter {other:?}: only from={what} is accepted"),
+            Some(other),
+        ));
+    }
+    if let Some(raw) = headers.get("last-event-id") {
+        let text = raw.to_str().unwrap_or("").trim();
+        if !text.is_empty() {
+            return text.parse().map(Some).map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_last_event_id",
+                    format!("Last-Event-ID {text:?}: send the id of an event received, a {what}"),
+                    Some("Last-Event-ID"),
+                )
+            });
+        }
+    }
+    match params.get("from") {
+        None => Ok(None),
+        Some(raw) => raw.trim().parse().map(Some).map_err(|_| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!("from {raw:?}: use a whole number, a {what}"),
+                Some("from"),
+            )
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_one_data_field_per_line() {
+        let check =
+            |f: Bytes, expected: &str| assert_eq!(std::str::from_utf8(&f).unwrap(), expected);
+        check(
+            frame("log", Some(12), "a\n\nb", true),
+            "event: log\nretry: 2000\nid: 12\ndata: a\ndata: \ndata: b\n\n",
+        );
+        check(frame("end", None, "{}", false), "event: end\ndata: {}\n\n");
+        check(
+            frame("log", Some(3), "x\r", false),
+            "event: log\nid: 3\ndata: x\n\n",
+        );
+    }
+
+    #[test]
+    fn resume_point_prefers_last_event_id() {
+        let params = |q: &[(&str, &str)]| -> HashMap<String, String> {
+            q.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let mut headers = HeaderMap::new();
+        assert_eq!(resume_point(&headers, &params(&[]), "n").unwrap(), None);
+        assert_eq!(
+            resume_point(&headers, &params(&[("from", "7")]), "n").unwrap(),
+            Some(7)
+        );
+        headers.insert("last-event-id", "42".parse().unwrap());
+        assert_eq!(
+            resume_point(&headers, &params(&[("from", "7")]), "n").unwrap(),
+            Some(42)
+        );
+        for bad in [params(&[("from", "x")]), params(&[("since", "1")])] {
+            let e = resume_point(&HeaderMap::new(), &bad, "n").unwrap_err();
+            assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
+        }
+        headers.insert("last-event-id", "-1".parse().unwrap());
+        let e = resume_point(&headers, &params(&[]), "n").unwrap_err();
+        assert_eq!(e.code, "invalid_last_event_id");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_stream_sends_keep_alive_comments() {
+        let response = sse_response(futures_util::stream::pending::<Bytes>());
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        assert_eq!(response.headers()["x-accel-buffering"], "no");
+        let mut body = response.into_body().into_data_stream();
+        let started = Instant::now();
+        let first = body.next().await.unwrap().unwrap();
+        assert_eq!(&first[..], KEEP_ALIVE_FRAME);
+        assert_eq!(started.elapsed(), KEEP_ALIVE);
+    }
+}
