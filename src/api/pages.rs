@@ -2,11 +2,12 @@
 //!
 //! - `GET /`               the queue list (newest first, `?status=` filter, `?cursor=` older)
 //! - `GET /queues/{id}`    one queue: header, tasks and test results, the live log viewer
-//! - `GET /static/{*path}` the scripts and stylesheets under `ui/static/`, embedded at build time
+//! - `GET /static/{*path}` the scripts and stylesheets under `ui/static/`, as embedded for the
+//!   reports ([`Reports::static_file`])
 //!
 //! Pages render through the shared template environment (`pages/*.html` extend `base.html`) and
-//! are complete without scripts; `dashboard.js` then keeps them live from `/api/events` and the
-//! log stream. Each page carries the change sequence read *before* its data, so the script
+//! are complete without scripts; the scripts (`common.js`, then each page's own) then keep them
+//! live from `/api/events` and the log stream. Each page carries the change sequence read *before* its data, so the script
 //! follows changes from exactly there and misses none. Pages say which scripts may run (only
 //! ours, never inline), so text a log or a request carries cannot become code.
 
@@ -17,7 +18,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use minijinja::{Value, context};
-use rust_embed::RustEmbed;
 use serde_json::json;
 
 use super::AppState;
@@ -34,10 +34,6 @@ const PAGE_SIZE: usize = 100;
 const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
     img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; \
     frame-ancestors 'none'";
-
-#[derive(RustEmbed)]
-#[folder = "ui/static/"]
-struct StaticFiles;
 
 /// `GET /`: the queue list.
 pub async fn list(
@@ -175,7 +171,7 @@ pub async fn asset(
     if check_path(&path).is_err() {
         return Err(missing());
     }
-    let file = StaticFiles::get(&path).ok_or_else(missing)?;
+    let file = Reports::static_file(&path).ok_or_else(missing)?;
     let hash = file.metadata.sha256_hash();
     let hex: String = hash[..12].iter().map(|b| format!("{b:02x}")).collect();
     let etag = HeaderValue::from_str(&format!("\"{hex}\"")).map_err(ApiError::internal)?;
@@ -312,16 +308,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_shipped_static_file_has_a_known_type() {
-        for name in StaticFiles::iter() {
+    fn every_static_file_a_page_loads_is_shipped_with_a_known_type() {
+        let reports = Reports::new().unwrap();
+        let link = regex::Regex::new(r#""/static/([^"]+)""#).unwrap();
+        let mut loaded = Vec::new();
+        for (name, template) in reports.env().templates() {
+            if name.starts_with("pages/") {
+                let found = link.captures_iter(template.source());
+                loaded.extend(found.map(|c| c[1].to_owned()));
+            }
+        }
+        for name in [
+            "style.css",
+            "dashboard.css",
+            "common.js",
+            "enqueue.js",
+            "list.js",
+            "logview.js",
+            "queue.js",
+        ] {
+            assert!(loaded.iter().any(|l| l == name), "{name} not in {loaded:?}");
+        }
+        for name in &loaded {
+            assert!(
+                Reports::static_file(name).is_some(),
+                "{name} is not shipped"
+            );
             assert_ne!(
-                static_type(&name),
+                static_type(name),
                 "application/octet-stream",
                 "{name} would be served as bytes"
             );
         }
-        assert!(StaticFiles::get("dashboard.js").is_some());
-        assert!(StaticFiles::get("dashboard.css").is_some());
     }
 
     #[test]

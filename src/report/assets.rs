@@ -8,6 +8,9 @@
 //! error, so a typo in a template fails its test instead of rendering an empty cell. The
 //! stylesheet is the global `style_css`, marked safe, so a page can inline it and still work when
 //! opened straight from disk.
+//!
+//! Every file under `ui/static/` is embedded once, here: the reports inline the stylesheet and
+//! the dashboard serves the same files under `/static/` ([`Reports::static_file`]).
 
 use std::borrow::Cow;
 
@@ -16,8 +19,8 @@ use minijinja::value::Value;
 use minijinja::{Environment, UndefinedBehavior, escape_formatter};
 use rust_embed::RustEmbed;
 
-use super::ReportError;
 use super::text;
+use super::{ReportError, Reports};
 
 #[derive(RustEmbed)]
 #[folder = "ui/templates/"]
@@ -85,6 +88,14 @@ pub fn stylesheet() -> Result<Cow<'static, str>, ReportError> {
         .ok_or_else(|| ReportError::Asset(STYLESHEET.to_owned()))
 }
 
+impl Reports {
+    /// A file under `ui/static/` by its relative path (`style.css`, `common.js`…), as embedded
+    /// at build time; `None` when there is no such file.
+    pub fn static_file(path: &str) -> Option<rust_embed::EmbeddedFile> {
+        Static::get(path)
+    }
+}
+
 fn utf8(data: Cow<'static, [u8]>) -> Option<Cow<'static, str>> {
     match data {
         Cow::Borrowed(b) => std::str::from_utf8(b).ok().map(Cow::Borrowed),
@@ -123,5 +134,13 @@ mod tests {
             assert!(names.contains(&name), "{name} missing from {names:?}");
         }
         assert!(stylesheet().unwrap().contains(".card"));
+    }
+
+    #[test]
+    fn static_files_are_found_by_their_relative_path() {
+        let css = Reports::static_file(STYLESHEET).unwrap();
+        assert_eq!(utf8(css.data).unwrap(), stylesheet().unwrap());
+        assert!(Reports::static_file("common.js").is_some());
+        assert!(Reports::static_file("nope.js").is_none());
     }
 }

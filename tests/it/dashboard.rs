@@ -426,7 +426,7 @@ async fn pages_and_static_files_over_http() {
         assert!(r.text().await.unwrap().contains(text), "{path}");
     }
 
-    let r = get("/static/dashboard.js").await.expect("script");
+    let r = get("/static/common.js").await.expect("script");
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.headers()["content-type"],
@@ -436,7 +436,7 @@ async fn pages_and_static_files_over_http() {
     let again = f
         .app
         .client
-        .get(f.app.url("/static/dashboard.js"))
+        .get(f.app.url("/static/common.js"))
         .header("if-none-match", etag)
         .send()
         .await
