@@ -15,7 +15,8 @@
 //! Two more sections time `Scheduler::try_run_next` directly (claim commit and start of a run),
 //! with no other queue waiting and with 10,000 lower-priority queues waiting behind.
 //!
-//! Run: `cargo bench --bench claim` (`CLAIM_BENCH_QUICK=1` for a short run).
+//! Run: `cargo bench --bench claim` (`CLAIM_BENCH_QUICK=1` for a short run,
+//! `CLAIM_BENCH_ONLY=server` for some sections).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -64,12 +65,24 @@ fn main() {
     );
     println!("load average at the start: {}", load_average());
     runtime.block_on(async {
-        through_the_server(samples).await;
-        try_run_next_directly(samples, 0).await;
-        try_run_next_directly(samples, BACKLOG).await;
+        if wanted("server") {
+            through_the_server(samples).await;
+        }
+        if wanted("direct") {
+            try_run_next_directly(samples, 0).await;
+        }
+        if wanted("backlog") {
+            try_run_next_directly(samples, BACKLOG).await;
+        }
     });
     println!();
     println!("load average at the end: {}", load_average());
+}
+
+/// `CLAIM_BENCH_ONLY=server,direct` runs only the named sections (server, direct, backlog).
+fn wanted(section: &str) -> bool {
+    std::env::var("CLAIM_BENCH_ONLY")
+        .map_or(true, |only| only.split(',').any(|s| s.trim() == section))
 }
 
 /// The machine's load average: other work on the machine makes the numbers noisy.

@@ -33,8 +33,24 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
 use tokio::sync::Barrier;
+use tokio::task::JoinHandle;
 
 const CONNECTIONS: usize = 64;
+
+/// Runs `$op` (with `$n` the run's number) back to back until `$length` has passed; evaluates
+/// to each run's latency in µs. A macro: the tasks it runs in must stay `Send`.
+macro_rules! timed_loop {
+    ($length:expr, |$n:ident| $op:block) => {{
+        let (start, mut lat) = (Instant::now(), Vec::<u32>::new());
+        while start.elapsed() < $length {
+            let $n = lat.len();
+            let t = Instant::now();
+            $op
+            lat.push(t.elapsed().as_micros() as u32);
+        }
+        lat
+    }};
+}
 
 struct Plan {
     rounds: usize,
@@ -44,18 +60,11 @@ struct Plan {
 
 fn main() {
     let quick = std::env::var_os("ENQUEUE_BENCH_QUICK").is_some();
-    let plan = if quick {
-        Plan {
-            rounds: 2,
-            round: Duration::from_millis(500),
-            warmup: Duration::from_millis(200),
-        }
-    } else {
-        Plan {
-            rounds: 5,
-            round: Duration::from_secs(2),
-            warmup: Duration::from_millis(500),
-        }
+    let (rounds, round, warmup) = if quick { (2, 500, 200) } else { (5, 2000, 500) };
+    let plan = Plan {
+        rounds,
+        round: Duration::from_millis(round),
+        warmup: Duration::from_millis(warmup),
     };
     let server_rt = runtime("srv");
     let client_rt = runtime("cli");
@@ -151,18 +160,13 @@ enum Body {
 }
 
 fn body(kind: Body, id: &str, n: usize) -> String {
+    let (id, env) = match kind {
+        Body::Valid => (format!(r#""id":"{id}","#), "xtensa-sim"),
+        Body::Generated => (String::new(), "xtensa-sim"),
+        Body::Refused => (format!(r#""id":"{id}","#), "no-such-env"),
+    };
     let repo = format!("https://git.example.invalid/team/fw-{}.git", n % 8);
-    match kind {
-        Body::Valid => {
-            format!(r#"{{"id":"{id}","repo":"{repo}","branch":"main","environment":"xtensa-sim"}}"#)
-        }
-        Body::Generated => {
-            format!(r#"{{"repo":"{repo}","branch":"main","environment":"xtensa-sim"}}"#)
-        }
-        Body::Refused => format!(
-            r#"{{"id":"{id}","repo":"{repo}","branch":"main","environment":"no-such-env"}}"#
-        ),
-    }
+    format!(r#"{{{id}"repo":"{repo}","branch":"main","environment":"{env}"}}"#)
 }
 
 fn http_section(server_rt: &Runtime, client_rt: &Runtime, plan: &Plan, client: Client, kind: Body) {
@@ -223,27 +227,24 @@ async fn http_round(
         tasks.push(tokio::spawn(async move {
             let mut conn = Conn::open(client, addr).await;
             barrier.wait().await;
-            let start = Instant::now();
-            let mut lat = Vec::new();
-            let mut n = 0;
-            while start.elapsed() < length {
-                let body = body(kind, &format!("{prefix}-{n}"), n);
-                let t = Instant::now();
-                let status = conn.post(&body).await;
-                lat.push(t.elapsed().as_micros() as u32);
+            timed_loop!(length, |n| {
+                let status = conn.post(&body(kind, &format!("{prefix}-{n}"), n)).await;
                 assert_eq!(status, expect, "unexpected HTTP status");
-                n += 1;
-            }
-            lat
+            })
         }));
     }
+    collect(barrier, tasks).await
+}
+
+/// Releases the tasks waiting on `barrier` and gathers their latencies into a round.
+async fn collect(barrier: Arc<Barrier>, tasks: Vec<JoinHandle<Vec<u32>>>) -> Round {
     barrier.wait().await;
     let (cpu, start) = (Cpu::now(), Instant::now());
     let mut latencies = Vec::new();
     for t in tasks {
-        latencies.extend(t.await.expect("client task"));
+        latencies.extend(t.await.expect("load task"));
     }
-    Round::new(latencies, start.elapsed(), cpu)
+    Round::new(latencies, start.elapsed(), &cpu)
 }
 
 enum Conn {
@@ -386,34 +387,24 @@ async fn store_round(
         let prefix = format!("{name}-c{c}");
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
-            let start = Instant::now();
-            let mut lat = Vec::new();
-            let mut n = 0;
-            while start.elapsed() < length {
+            timed_loop!(length, |n| {
                 let id = match ids {
                     Ids::PerCaller => format!("{prefix}-{n}"),
                     Ids::Ordered => format!("q{:012}", counter.fetch_add(1, Ordering::Relaxed)),
                 };
                 let id = QueueId::parse(&id).expect("id");
-                let t = Instant::now();
                 let done = store.enqueue(id, request(n)).await.expect("enqueue");
-                lat.push(t.elapsed().as_micros() as u32);
                 assert!(matches!(done, Enqueued::Created(_)), "ids are unique");
-                n += 1;
-            }
-            lat
+            })
         }));
     }
-    barrier.wait().await;
-    let (cpu, start) = (Cpu::now(), Instant::now());
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await.expect("caller task"));
-    }
-    Round::new(latencies, start.elapsed(), cpu)
+    collect(barrier, tasks).await
 }
 
 // ---- measurements ----------------------------------------------------------------------------
+
+/// Thread id → (name, ns on CPU).
+type Snapshot = HashMap<u64, (String, u64)>;
 
 /// CPU time (ns) of this process's threads, by group: server runtime, client runtime, writer.
 #[derive(Clone, Copy, Default)]
@@ -424,8 +415,8 @@ struct Cpu {
 }
 
 impl Cpu {
-    /// Reads every thread's on-CPU time from `/proc/self/task/*/schedstat`.
-    fn now() -> HashMap<u64, (String, u64)> {
+    /// Every thread's name and on-CPU time, from `/proc/self/task/*/schedstat`.
+    fn now() -> Snapshot {
         let mut threads = HashMap::new();
         let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
             return threads;
@@ -443,7 +434,7 @@ impl Cpu {
         threads
     }
 
-    fn since(before: &HashMap<u64, (String, u64)>) -> Cpu {
+    fn since(before: &Snapshot) -> Cpu {
         let mut cpu = Cpu::default();
         for (tid, (comm, ns)) in Cpu::now() {
             let used = ns - before.get(&tid).map_or(0, |b| b.1.min(ns));
@@ -466,12 +457,8 @@ struct Round {
 }
 
 impl Round {
-    fn new(
-        mut latencies: Vec<u32>,
-        elapsed: Duration,
-        before: HashMap<u64, (String, u64)>,
-    ) -> Round {
-        let cpu = Cpu::since(&before);
+    fn new(mut latencies: Vec<u32>, elapsed: Duration, before: &Snapshot) -> Round {
+        let cpu = Cpu::since(before);
         latencies.sort_unstable();
         Round {
             latencies,
@@ -524,16 +511,15 @@ impl Table {
     fn add(&mut self, r: Round) {
         let n = r.latencies.len().max(1) as f64;
         let per = |ns: u64| ns as f64 / 1000.0 / n;
+        let q: String = [0.0, 0.5, 0.9, 0.99, 1.0]
+            .iter()
+            .map(|&q| format!(" {:>7.2}", pct(&r.latencies, q)))
+            .collect();
         println!(
-            "{:>7} {:>9} {:>9.0} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2} | {:>6.1} {:>6.1} {:>6.1}",
+            "{:>7} {:>9} {:>9.0}{q} | {:>6.1} {:>6.1} {:>6.1}",
             self.rounds.len() + 1,
             r.latencies.len(),
             r.rate(),
-            pct(&r.latencies, 0.0),
-            pct(&r.latencies, 0.5),
-            pct(&r.latencies, 0.9),
-            pct(&r.latencies, 0.99),
-            pct(&r.latencies, 1.0),
             per(r.cpu.srv),
             per(r.cpu.cli),
             per(r.cpu.writer),
@@ -567,14 +553,8 @@ impl Table {
         );
         if goal {
             let met = r1 >= 20_000.0 && p1 <= 5.0;
-            println!(
-                "goal >= 20000 req/s with p99 <= 5 ms: {}",
-                if met {
-                    "met (median round)"
-                } else {
-                    "missed (median round)"
-                }
-            );
+            let verdict = if met { "met" } else { "missed" };
+            println!("goal >= 20000 req/s with p99 <= 5 ms: {verdict} (median round)");
         }
     }
 }

@@ -180,7 +180,10 @@ impl Status {
         let ok = matches!(
             (from, to),
             (Waiting, Running | Aborted | Error)
-                | (Running, Waiting | Passed | Failed | Error | TimedOut | Aborted)
+                | (
+                    Running,
+                    Waiting | Passed | Failed | Error | TimedOut | Aborted
+                )
         );
         if ok {
             Ok(to)
@@ -195,7 +198,10 @@ impl Status {
         let ok = matches!(
             (from, to),
             (Waiting, Running | Skipped | Aborted | Error | TimedOut)
-                | (Running, Waiting | Passed | Failed | Error | TimedOut | Aborted)
+                | (
+                    Running,
+                    Waiting | Passed | Failed | Error | TimedOut | Aborted
+                )
         );
         if ok {
             Ok(to)
