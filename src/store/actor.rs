@@ -8,12 +8,12 @@
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, TryRecvError};
 
-use redb::{Database, ReadableTable, ReadableTableMetadata, WriteTransaction};
+use redb::{Database, ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 use tokio::sync::{broadcast, oneshot, watch};
 
 use super::StoreError;
 use super::codec;
-use super::tables::{EVENTS, META, META_SEQ};
+use super::tables::{ARRIVALS, EVENTS, META, META_SEQ, QUEUES, TASKS, WAITING};
 use crate::model::{Change, QueueId, Status, TaskId, now_millis};
 
 /// Most jobs folded into one commit.
@@ -31,19 +31,50 @@ pub(super) enum Msg {
     Stop(oneshot::Sender<()>),
 }
 
-/// The state a job sees: the open transaction, the sequence counter and the changes so far.
+/// Every table a write may touch, opened once per batch (opening is a measurable part of a
+/// small write).
+pub(crate) struct Tables<'t> {
+    pub(super) queues: Table<'t, &'static str, &'static [u8]>,
+    pub(super) arrivals: Table<'t, u64, &'static str>,
+    pub(super) waiting: Table<'t, (i64, u64), &'static str>,
+    pub(super) tasks: Table<'t, (&'static str, u32), &'static [u8]>,
+    pub(super) events: Table<'t, u64, &'static [u8]>,
+    meta: Table<'t, &'static str, u64>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<Tables<'t>, StoreError> {
+        Ok(Tables {
+            queues: txn.open_table(QUEUES)?,
+            arrivals: txn.open_table(ARRIVALS)?,
+            waiting: txn.open_table(WAITING)?,
+            tasks: txn.open_table(TASKS)?,
+            events: txn.open_table(EVENTS)?,
+            meta: txn.open_table(META)?,
+        })
+    }
+}
+
+/// The state a job sees: the open tables, the sequence counter and the changes so far.
 pub(crate) struct Batch<'t> {
-    pub(super) txn: &'t WriteTransaction,
+    pub(super) t: Tables<'t>,
     seq: u64,
     changes: Vec<Change>,
     /// Set when a job failed half-way through a write: the whole batch is rolled back.
     poisoned: bool,
+    /// Set by every write; a batch that wrote nothing is not committed (no fsync).
+    dirty: bool,
 }
 
 impl Batch<'_> {
     fn next_seq(&mut self) -> u64 {
         self.seq += 1;
         self.seq
+    }
+
+    /// Notes that the batch has written something and must be committed.
+    pub(super) fn touch(&mut self) {
+        self.dirty = true;
     }
 
     /// Records a change in the event table under the next sequence number (contiguous: every
@@ -63,8 +94,10 @@ impl Batch<'_> {
             to,
             at: now_millis(),
         };
-        let mut events = self.txn.open_table(EVENTS)?;
-        events.insert(change.seq, codec::encode(&change).as_slice())?;
+        self.t
+            .events
+            .insert(change.seq, codec::encode(&change).as_slice())?;
+        self.dirty = true;
         let seq = change.seq;
         self.changes.push(change);
         Ok(seq)
@@ -116,33 +149,26 @@ fn commit_batch(db: &Database, jobs: Vec<Job>, publisher: &Publisher) {
             return;
         }
     };
-    let start = match read_seq(&txn) {
-        Ok(seq) => seq,
+    let ran = run_jobs(&txn, jobs);
+    let (finishes, changes, outcome) = match ran {
         Err(e) => {
-            tracing::error!(error = %e, "store: cannot read the sequence counter");
+            tracing::error!(error = %e, "store: cannot open the tables");
             return;
         }
-    };
-    let mut batch = Batch {
-        txn: &txn,
-        seq: start,
-        changes: Vec::new(),
-        poisoned: false,
-    };
-    let finishes: Vec<Finish> = jobs.into_iter().map(|job| job(&mut batch)).collect();
-    let Batch {
-        seq,
-        changes,
-        poisoned,
-        ..
-    } = batch;
-
-    let outcome = if poisoned {
-        Err(StoreError::Other(
-            "a write failed; the batch was rolled back".into(),
-        ))
-    } else {
-        finish_txn(txn, seq)
+        Ok(Ran { finishes, poisoned: true, .. }) => {
+            let _ = txn.abort();
+            let e = StoreError::Other("a write failed; the batch was rolled back".into());
+            (finishes, Vec::new(), Err(e))
+        }
+        Ok(Ran { finishes, dirty: false, .. }) => {
+            // Nothing was written (e.g. a claim with nothing to claim): no commit, no fsync.
+            let _ = txn.abort();
+            (finishes, Vec::new(), Ok(()))
+        }
+        Ok(Ran { finishes, changes, .. }) => {
+            let committed = txn.commit().map_err(StoreError::from);
+            (finishes, changes, committed)
+        }
     };
     match &outcome {
         Ok(()) => {
@@ -159,22 +185,50 @@ fn commit_batch(db: &Database, jobs: Vec<Job>, publisher: &Publisher) {
     }
 }
 
-fn read_seq(txn: &WriteTransaction) -> Result<u64, StoreError> {
-    let meta = txn.open_table(META)?;
-    Ok(meta.get(META_SEQ)?.map(|v| v.value()).unwrap_or(0))
+struct Ran {
+    finishes: Vec<Finish>,
+    changes: Vec<Change>,
+    poisoned: bool,
+    dirty: bool,
 }
 
-/// Saves the counter, trims the event table, commits (fsync).
-fn finish_txn(txn: WriteTransaction, seq: u64) -> Result<(), StoreError> {
-    {
-        let mut meta = txn.open_table(META)?;
-        meta.insert(META_SEQ, seq)?;
-        let mut events = txn.open_table(EVENTS)?;
-        let excess = events.len()?.saturating_sub(KEEP_EVENTS);
-        for _ in 0..excess {
-            events.pop_first()?;
+/// Runs the jobs against tables opened once; saves the counter and trims the event table.
+fn run_jobs(txn: &WriteTransaction, jobs: Vec<Job>) -> Result<Ran, StoreError> {
+    let t = Tables::open(txn)?;
+    let seq = t.meta.get(META_SEQ)?.map(|v| v.value()).unwrap_or(0);
+    let mut batch = Batch {
+        t,
+        seq,
+        changes: Vec::new(),
+        poisoned: false,
+        dirty: false,
+    };
+    let finishes: Vec<Finish> = jobs.into_iter().map(|job| job(&mut batch)).collect();
+    let Batch {
+        mut t,
+        seq,
+        changes,
+        mut poisoned,
+        dirty,
+    } = batch;
+    if dirty && !poisoned {
+        let saved = (|| -> Result<(), StoreError> {
+            t.meta.insert(META_SEQ, seq)?;
+            let excess = t.events.len()?.saturating_sub(KEEP_EVENTS);
+            for _ in 0..excess {
+                t.events.pop_first()?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = saved {
+            tracing::error!(error = %e, "store: cannot save the sequence counter");
+            poisoned = true;
         }
     }
-    txn.commit()?;
-    Ok(())
+    Ok(Ran {
+        finishes,
+        changes,
+        poisoned,
+        dirty,
+    })
 }

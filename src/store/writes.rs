@@ -4,9 +4,9 @@
 //! leaves no trace in a batch that commits. A state change updates the record, its indexes and
 //! the event table in the same transaction.
 
-use redb::{Database, ReadableTable, WriteTransaction};
+use redb::{Database, ReadableTable};
 
-use super::actor::Batch;
+use super::actor::{Batch, Tables};
 use super::codec::{self, SCHEMA};
 use super::tables::{ARRIVALS, EVENTS, META, META_SCHEMA, META_SEQ, QUEUES, TASKS, WAITING};
 use super::{ClaimFilter, QueueView, StoreError};
@@ -49,32 +49,32 @@ pub(super) fn init(db: &Database) -> Result<u64, StoreError> {
     Ok(seq)
 }
 
-pub(super) fn load_queue(txn: &WriteTransaction, id: &QueueId) -> Result<Queue, StoreError> {
-    let queues = txn.open_table(QUEUES)?;
-    let bytes = queues
+pub(super) fn load_queue(t: &Tables<'_>, id: &QueueId) -> Result<Queue, StoreError> {
+    let bytes = t
+        .queues
         .get(id.as_str())?
         .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
     Ok(codec::decode(bytes.value())?)
 }
 
-fn save_queue(txn: &WriteTransaction, q: &Queue) -> Result<(), StoreError> {
-    let mut queues = txn.open_table(QUEUES)?;
-    queues.insert(q.id.as_str(), codec::encode(q).as_slice())?;
+fn save_queue(b: &mut Batch<'_>, q: &Queue) -> Result<(), StoreError> {
+    b.touch();
+    b.t.queues.insert(q.id.as_str(), codec::encode(q).as_slice())?;
     Ok(())
 }
 
-fn load_tasks(txn: &WriteTransaction, id: &QueueId) -> Result<Vec<Task>, StoreError> {
-    let tasks = txn.open_table(TASKS)?;
+fn load_tasks(t: &Tables<'_>, id: &QueueId) -> Result<Vec<Task>, StoreError> {
     let mut out = Vec::new();
-    for entry in tasks.range((id.as_str(), 0)..=(id.as_str(), u32::MAX))? {
+    for entry in t.tasks.range((id.as_str(), 0)..=(id.as_str(), u32::MAX))? {
         let (_, v) = entry?;
         out.push(codec::decode(v.value())?);
     }
     Ok(out)
 }
 
-fn replace_tasks(txn: &WriteTransaction, id: &QueueId, list: &[Task]) -> Result<(), StoreError> {
-    let mut tasks = txn.open_table(TASKS)?;
+fn replace_tasks(b: &mut Batch<'_>, id: &QueueId, list: &[Task]) -> Result<(), StoreError> {
+    b.touch();
+    let tasks = &mut b.t.tasks;
     tasks.retain_in((id.as_str(), 0)..=(id.as_str(), u32::MAX), |_, _| false)?;
     for (i, t) in list.iter().enumerate() {
         tasks.insert((id.as_str(), i as u32), codec::encode(t).as_slice())?;
@@ -91,14 +91,12 @@ fn set_status(b: &mut Batch<'_>, q: &mut Queue, to: Status) -> Result<(), StoreE
     let from = q.status;
     Status::queue_transition(from, to)?;
     let now = now_millis();
-    {
-        let mut waiting = b.txn.open_table(WAITING)?;
-        if from == Status::Waiting {
-            waiting.remove(waiting_key(q))?;
-        }
-        if to == Status::Waiting {
-            waiting.insert(waiting_key(q), q.id.as_str())?;
-        }
+    b.touch();
+    if from == Status::Waiting {
+        b.t.waiting.remove(waiting_key(q))?;
+    }
+    if to == Status::Waiting {
+        b.t.waiting.insert(waiting_key(q), q.id.as_str())?;
     }
     q.status = to;
     match to {
@@ -119,10 +117,10 @@ pub(super) fn enqueue(
     id: QueueId,
     request: QueueRequest,
 ) -> Result<Enqueued, StoreError> {
-    match load_queue(b.txn, &id) {
+    match load_queue(&b.t, &id) {
         Ok(existing) => {
             if existing.request == request {
-                let tasks = load_tasks(b.txn, &id)?;
+                let tasks = load_tasks(&b.t, &id)?;
                 return Ok(Enqueued::Existing(QueueView {
                     queue: existing,
                     tasks,
@@ -153,12 +151,10 @@ pub(super) fn enqueue(
         .zip(&queue.request.scenarios)
         .map(|(tid, path)| Task::new(tid, path.clone()))
         .collect();
-    save_queue(b.txn, &queue)?;
-    replace_tasks(b.txn, &id, &tasks)?;
-    b.txn.open_table(ARRIVALS)?.insert(seq, id.as_str())?;
-    b.txn
-        .open_table(WAITING)?
-        .insert(waiting_key(&queue), id.as_str())?;
+    save_queue(b, &queue)?;
+    replace_tasks(b, &id, &tasks)?;
+    b.t.arrivals.insert(seq, id.as_str())?;
+    b.t.waiting.insert(waiting_key(&queue), id.as_str())?;
     Ok(Enqueued::Created(QueueView { queue, tasks }))
 }
 
@@ -168,13 +164,13 @@ pub(super) fn transition(
     to: Status,
     error: Option<String>,
 ) -> Result<Queue, StoreError> {
-    let mut q = load_queue(b.txn, id)?;
+    let mut q = load_queue(&b.t, id)?;
     Status::queue_transition(q.status, to)?;
     set_status(b, &mut q, to)?;
     if error.is_some() {
         q.error = error;
     }
-    save_queue(b.txn, &q)?;
+    save_queue(b, &q)?;
     Ok(q)
 }
 
@@ -182,41 +178,39 @@ pub(super) fn claim_next(
     b: &mut Batch<'_>,
     filter: &ClaimFilter,
 ) -> Result<Option<Queue>, StoreError> {
-    let candidates: Vec<String> = {
-        let waiting = b.txn.open_table(WAITING)?;
-        let mut ids = Vec::new();
-        for entry in waiting.iter()? {
-            ids.push(entry?.1.value().to_owned());
+    // Walk the index in claim order and stop at the first queue whose environment has room.
+    let mut found = None;
+    for entry in b.t.waiting.iter()? {
+        let (_, raw) = entry?;
+        let id = QueueId::parse(raw.value()).map_err(|e| StoreError::Other(e.to_string()))?;
+        let q = load_queue(&b.t, &id)?;
+        if !filter.blocked_environments.contains(&q.request.environment) {
+            found = Some(q);
+            break;
         }
-        ids
-    };
-    for raw in candidates {
-        let id = QueueId::parse(&raw).map_err(|e| StoreError::Other(e.to_string()))?;
-        let mut q = load_queue(b.txn, &id)?;
-        if filter.blocked_environments.contains(&q.request.environment) {
-            continue;
-        }
-        set_status(b, &mut q, Status::Running)?;
-        save_queue(b.txn, &q)?;
-        return Ok(Some(q));
     }
-    Ok(None)
+    let Some(mut q) = found else {
+        return Ok(None);
+    };
+    set_status(b, &mut q, Status::Running)?;
+    save_queue(b, &q)?;
+    Ok(Some(q))
 }
 
 pub(super) fn abort_waiting(b: &mut Batch<'_>, id: &QueueId) -> Result<Queue, StoreError> {
-    let mut q = load_queue(b.txn, id)?;
+    let mut q = load_queue(&b.t, id)?;
     match q.status {
         Status::Waiting => {
             set_status(b, &mut q, Status::Aborted)?;
             q.error = Some("aborted before it started".into());
-            save_queue(b.txn, &q)?;
-            let mut tasks = load_tasks(b.txn, id)?;
+            save_queue(b, &q)?;
+            let mut tasks = load_tasks(&b.t, id)?;
             for t in &mut tasks {
                 if Status::task_transition(t.status, Status::Skipped).is_ok() {
                     t.status = Status::Skipped;
                 }
             }
-            replace_tasks(b.txn, id, &tasks)?;
+            replace_tasks(b, id, &tasks)?;
             Ok(q)
         }
         Status::Running => Ok(q),
@@ -227,18 +221,19 @@ pub(super) fn abort_waiting(b: &mut Batch<'_>, id: &QueueId) -> Result<Queue, St
 }
 
 pub(super) fn delete(b: &mut Batch<'_>, id: &QueueId) -> Result<(), StoreError> {
-    let q = load_queue(b.txn, id)?;
+    let q = load_queue(&b.t, id)?;
     if q.status == Status::Running {
         return Err(StoreError::Conflict(format!(
             "queue {id} is running: abort it before deleting"
         )));
     }
-    b.txn.open_table(QUEUES)?.remove(id.as_str())?;
-    b.txn.open_table(ARRIVALS)?.remove(q.seq)?;
+    b.touch();
+    b.t.queues.remove(id.as_str())?;
+    b.t.arrivals.remove(q.seq)?;
     if q.status == Status::Waiting {
-        b.txn.open_table(WAITING)?.remove(waiting_key(&q))?;
+        b.t.waiting.remove(waiting_key(&q))?;
     }
-    replace_tasks(b.txn, id, &[])?;
+    replace_tasks(b, id, &[])?;
     b.record(id, None, Some(q.status), None)?;
     Ok(())
 }
@@ -248,13 +243,13 @@ pub(super) fn set_tasks(
     id: &QueueId,
     scenarios: Vec<String>,
 ) -> Result<Vec<Task>, StoreError> {
-    load_queue(b.txn, id)?;
+    load_queue(&b.t, id)?;
     let tasks: Vec<Task> = TaskId::from_scenarios(&scenarios)
         .into_iter()
         .zip(scenarios)
         .map(|(tid, path)| Task::new(tid, path))
         .collect();
-    replace_tasks(b.txn, id, &tasks)?;
+    replace_tasks(b, id, &tasks)?;
     for t in &tasks {
         b.record(id, Some(&t.id), None, Some(Status::Waiting))?;
     }
@@ -268,13 +263,13 @@ fn with_task<T>(
     task: &TaskId,
     f: impl FnOnce(&mut Task) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    let mut tasks = load_tasks(b.txn, id)?;
+    let mut tasks = load_tasks(&b.t, id)?;
     let t = tasks
         .iter_mut()
         .find(|t| &t.id == task)
         .ok_or_else(|| StoreError::NotFound(format!("{id}/{task}")))?;
     let out = f(t)?;
-    replace_tasks(b.txn, id, &tasks)?;
+    replace_tasks(b, id, &tasks)?;
     Ok(out)
 }
 
@@ -334,27 +329,26 @@ pub(super) fn requeue(
     bump_attempt: bool,
     reason: &str,
 ) -> Result<Queue, StoreError> {
-    let mut q = load_queue(b.txn, id)?;
+    let mut q = load_queue(&b.t, id)?;
     set_status(b, &mut q, Status::Waiting)?;
     if bump_attempt {
         q.attempt += 1;
     }
     q.error = Some(reason.to_owned());
-    save_queue(b.txn, &q)?;
+    save_queue(b, &q)?;
     // A new run starts from fresh task records.
-    let tasks: Vec<Task> = load_tasks(b.txn, id)?
+    let tasks: Vec<Task> = load_tasks(&b.t, id)?
         .into_iter()
         .map(|t| Task::new(t.id, t.scenario))
         .collect();
-    replace_tasks(b.txn, id, &tasks)?;
+    replace_tasks(b, id, &tasks)?;
     Ok(q)
 }
 
 pub(super) fn recover(b: &mut Batch<'_>, max_attempts: u32) -> Result<Vec<Queue>, StoreError> {
     let running: Vec<QueueId> = {
-        let queues = b.txn.open_table(QUEUES)?;
         let mut ids = Vec::new();
-        for entry in queues.iter()? {
+        for entry in b.t.queues.iter()? {
             let (_, v) = entry?;
             let q: Queue = codec::decode(v.value())?;
             if q.status == Status::Running {
@@ -365,7 +359,7 @@ pub(super) fn recover(b: &mut Batch<'_>, max_attempts: u32) -> Result<Vec<Queue>
     };
     let mut out = Vec::new();
     for id in running {
-        let q = load_queue(b.txn, &id)?;
+        let q = load_queue(&b.t, &id)?;
         if q.attempt < max_attempts {
             out.push(requeue(
                 b,
@@ -380,7 +374,7 @@ pub(super) fn recover(b: &mut Batch<'_>, max_attempts: u32) -> Result<Vec<Queue>
                 Status::Error,
                 Some("interrupted".into()),
             )?);
-            let mut tasks = load_tasks(b.txn, &id)?;
+            let mut tasks = load_tasks(&b.t, &id)?;
             for t in &mut tasks {
                 if !t.status.is_terminal() {
                     t.status = if t.status == Status::Running {
@@ -391,7 +385,7 @@ pub(super) fn recover(b: &mut Batch<'_>, max_attempts: u32) -> Result<Vec<Queue>
                     t.error.get_or_insert_with(|| "interrupted".into());
                 }
             }
-            replace_tasks(b.txn, &id, &tasks)?;
+            replace_tasks(b, &id, &tasks)?;
         }
     }
     Ok(out)

@@ -96,16 +96,19 @@ impl Scheduler {
         let shutdown = self.state.shutdown.clone();
         loop {
             self.fill().await;
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = self.freed.notified() => {}
-                change = changes.recv() => match change {
-                    // Only a queue that became waiting (enqueue, re-queue) can be claimed.
-                    Ok(c) if c.task.is_none() && c.to == Some(Status::Waiting) => {}
-                    Ok(_) => continue,
-                    Err(RecvError::Lagged(_)) => {}
-                    Err(RecvError::Closed) => break,
-                },
+            // Wait for something that can make a queue claimable: a queue became waiting
+            // (enqueue, re-queue) or a run ended and freed its slot. Other changes are ignored.
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = self.freed.notified() => break,
+                    change = changes.recv() => match change {
+                        Ok(c) if c.task.is_none() && c.to == Some(Status::Waiting) => break,
+                        Ok(_) => {}
+                        Err(RecvError::Lagged(_)) => break,
+                        Err(RecvError::Closed) => return,
+                    },
+                }
             }
         }
     }
