@@ -213,29 +213,58 @@ fn write_config(dir: &Path, build: &str) -> PathBuf {
     path
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_interrupted_by_kill_9_is_requeued_and_completes() {
+/// A server whose queue `id` is in the middle of its first build attempt (which hangs in a
+/// child whose command line carries `token`); a second attempt builds at once.
+struct MidRun {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    cfg: PathBuf,
+    server: Binary,
+    client: reqwest::Client,
+    token: String,
+}
+
+async fn mid_run(id: &str) -> MidRun {
     let dir = tempfile::tempdir().unwrap();
     let repo = make_repo(dir.path(), &[("scenarios/pass.xml", SCENARIO_PASS)]);
-    let token = format!("first-attempt-{}", std::process::id());
+    let token = format!("{id}-first-attempt-{}", std::process::id());
     let marker = dir.path().join("attempted");
-    // First attempt: leaves a marker and hangs (the crash comes then); second: builds.
     let build = format!(
         "if [ -e {m} ]; then echo built > built.txt; else touch {m}; echo build-running; sh -c 'sleep 600' {token}; fi",
         m = marker.display()
     );
     let cfg = write_config(dir.path(), &build);
     let root = dir.path().join("root");
-    let mut server = start(&root, Some(&cfg));
+    let server = start(&root, Some(&cfg));
     let client = reqwest::Client::new();
-    let body = json!({"id": "crashy", "repo": repo.display().to_string(), "environment": "sim"});
+    let body = json!({"id": id, "repo": repo.display().to_string(), "environment": "sim"});
     client
         .post(format!("http://{}/api/queues", server.addr))
         .json(&body)
         .send()
         .await
         .unwrap();
-    wait_line(&client, &server, "crashy", "build-running").await;
+    wait_line(&client, &server, id, "build-running").await;
+    MidRun {
+        _dir: dir,
+        root,
+        cfg,
+        server,
+        client,
+        token,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_interrupted_by_kill_9_is_requeued_and_completes() {
+    let MidRun {
+        _dir,
+        root,
+        cfg,
+        mut server,
+        client,
+        token,
+    } = mid_run("crashy").await;
     server.child.kill().unwrap();
     server.child.wait().unwrap();
     // The crashed server could not stop its children: clean up what it left.
@@ -250,26 +279,14 @@ async fn a_run_interrupted_by_kill_9_is_requeued_and_completes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_run_stops_children_and_requeues_for_the_next_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = make_repo(dir.path(), &[("scenarios/pass.xml", SCENARIO_PASS)]);
-    let token = format!("term-run-{}", std::process::id());
-    let marker = dir.path().join("attempted");
-    let build = format!(
-        "if [ -e {m} ]; then echo built > built.txt; else touch {m}; echo build-running; sh -c 'sleep 600' {token}; fi",
-        m = marker.display()
-    );
-    let cfg = write_config(dir.path(), &build);
-    let root = dir.path().join("root");
-    let mut server = start(&root, Some(&cfg));
-    let client = reqwest::Client::new();
-    let body = json!({"id": "termed", "repo": repo.display().to_string(), "environment": "sim"});
-    client
-        .post(format!("http://{}/api/queues", server.addr))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    wait_line(&client, &server, "termed", "build-running").await;
+    let MidRun {
+        _dir,
+        root,
+        cfg,
+        mut server,
+        client,
+        token,
+    } = mid_run("termed").await;
     let status = sigterm(&mut server);
     assert!(status.success(), "graceful exit: {status:?}");
     assert!(

@@ -7,7 +7,6 @@
 //! wait for a condition in the page, never a fixed sleep.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -64,14 +63,14 @@ async fn fixture(slots: usize) -> Fixture {
          simulate = [\"sh\", \"-c\", {board}]\nready = \"READY\"\nbuild_timeout = \"30s\"\nboot_timeout = \"20s\"\n",
         board = serde_json::to_string(&board).expect("toml string"),
     );
-    let repo = dir.path().join("repo");
-    std::fs::create_dir_all(repo.join("scenarios")).expect("repo dir");
-    for (name, text) in [("quick", QUICK), ("gated", GATED), ("hang", HANG)] {
-        std::fs::write(repo.join(format!("scenarios/{name}.xml")), text).expect("scenario");
-    }
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["add", "-A"]);
-    git(&repo, &["commit", "-q", "-m", "scenarios"]);
+    let repo = crate::worker::make_repo(
+        dir.path(),
+        &[
+            ("scenarios/quick.xml", QUICK),
+            ("scenarios/gated.xml", GATED),
+            ("scenarios/hang.xml", HANG),
+        ],
+    );
     let app = spawn_app_with(&toml).await;
     Fixture {
         app,
@@ -79,20 +78,6 @@ async fn fixture(slots: usize) -> Fixture {
         gate,
         _dir: dir,
     }
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 impl Fixture {
