@@ -155,17 +155,27 @@ fn commit_batch(db: &Database, jobs: Vec<Job>, publisher: &Publisher) {
             tracing::error!(error = %e, "store: cannot open the tables");
             return;
         }
-        Ok(Ran { finishes, poisoned: true, .. }) => {
+        Ok(Ran {
+            finishes,
+            poisoned: true,
+            ..
+        }) => {
             let _ = txn.abort();
             let e = StoreError::Other("a write failed; the batch was rolled back".into());
             (finishes, Vec::new(), Err(e))
         }
-        Ok(Ran { finishes, dirty: false, .. }) => {
+        Ok(Ran {
+            finishes,
+            dirty: false,
+            ..
+        }) => {
             // Nothing was written (e.g. a claim with nothing to claim): no commit, no fsync.
             let _ = txn.abort();
             (finishes, Vec::new(), Ok(()))
         }
-        Ok(Ran { finishes, changes, .. }) => {
+        Ok(Ran {
+            finishes, changes, ..
+        }) => {
             let committed = txn.commit().map_err(StoreError::from);
             (finishes, changes, committed)
         }
