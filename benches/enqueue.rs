@@ -558,3 +558,7 @@ impl Table {
         }
     }
 }
+
+/// The same allocator as the `testarena` binary, so the server measured here is the one shipped.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -289,3 +289,8 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
     }
 }
+
+/// The store's writer thread allocates for every record it encodes; mimalloc measured faster
+/// than the system allocator for that pattern (benches/enqueue).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -59,7 +59,8 @@ pub(super) fn load_queue(t: &Tables<'_>, id: &QueueId) -> Result<Queue, StoreErr
 
 fn save_queue(b: &mut Batch<'_>, q: &Queue) -> Result<(), StoreError> {
     b.touch();
-    b.t.queues.insert(q.id.as_str(), codec::encode(q).as_slice())?;
+    b.t.queues
+        .insert(q.id.as_str(), codec::encode(q).as_slice())?;
     Ok(())
 }
 
@@ -73,11 +74,17 @@ fn load_tasks(t: &Tables<'_>, id: &QueueId) -> Result<Vec<Task>, StoreError> {
 }
 
 fn replace_tasks(b: &mut Batch<'_>, id: &QueueId, list: &[Task]) -> Result<(), StoreError> {
+    b.t.tasks
+        .retain_in((id.as_str(), 0)..=(id.as_str(), u32::MAX), |_, _| false)?;
+    insert_tasks(b, id, list)
+}
+
+/// Writes the tasks of a queue that has none stored (a new queue).
+fn insert_tasks(b: &mut Batch<'_>, id: &QueueId, list: &[Task]) -> Result<(), StoreError> {
     b.touch();
-    let tasks = &mut b.t.tasks;
-    tasks.retain_in((id.as_str(), 0)..=(id.as_str(), u32::MAX), |_, _| false)?;
     for (i, t) in list.iter().enumerate() {
-        tasks.insert((id.as_str(), i as u32), codec::encode(t).as_slice())?;
+        b.t.tasks
+            .insert((id.as_str(), i as u32), codec::encode(t).as_slice())?;
     }
     Ok(())
 }
@@ -152,7 +159,7 @@ pub(super) fn enqueue(
         .map(|(tid, path)| Task::new(tid, path.clone()))
         .collect();
     save_queue(b, &queue)?;
-    replace_tasks(b, &id, &tasks)?;
+    insert_tasks(b, &id, &tasks)?;
     b.t.arrivals.insert(seq, id.as_str())?;
     b.t.waiting.insert(waiting_key(&queue), id.as_str())?;
     Ok(Enqueued::Created(QueueView { queue, tasks }))
