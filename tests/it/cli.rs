@@ -267,9 +267,14 @@ async fn a_run_interrupted_by_kill_9_is_requeued_and_completes() {
     } = mid_run("crashy").await;
     server.child.kill().unwrap();
     server.child.wait().unwrap();
-    // The crashed server could not stop its children: clean up what it left.
+    // The crashed server could not stop its children: end their whole process group.
     for pid in processes_with(&token) {
-        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        unsafe {
+            let group = libc::getpgid(pid as i32);
+            if group > 0 {
+                libc::kill(-group, libc::SIGKILL);
+            }
+        }
     }
 
     let server = start(&root, Some(&cfg));
