@@ -37,7 +37,7 @@ pub(crate) struct Tables<'t> {
     pub(super) queues: Table<'t, &'static str, &'static [u8]>,
     pub(super) arrivals: Table<'t, u64, &'static str>,
     pub(super) waiting: Table<'t, (i64, u64), &'static str>,
-    pub(super) tasks: Table<'t, (&'static str, u32), &'static [u8]>,
+    pub(super) tasks: Table<'t, (u64, u32), &'static [u8]>,
     pub(super) events: Table<'t, u64, &'static [u8]>,
     meta: Table<'t, &'static str, u64>,
 }

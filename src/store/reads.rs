@@ -41,7 +41,7 @@ pub(super) fn get(db: &Database, id: &QueueId) -> Result<Option<QueueView>, Stor
     };
     let tasks_table = txn.open_table(TASKS)?;
     let mut tasks: Vec<Task> = Vec::new();
-    for entry in tasks_table.range((id.as_str(), 0)..=(id.as_str(), u32::MAX))? {
+    for entry in tasks_table.range((queue.seq, 0)..=(queue.seq, u32::MAX))? {
         tasks.push(codec::decode(entry?.1.value())?);
     }
     Ok(Some(QueueView { queue, tasks }))

@@ -5,7 +5,8 @@
 //! - `QUEUES`      queue id → encoded [`crate::model::Queue`]
 //! - `ARRIVALS`    arrival seq → queue id (newest-first listing, cursor pagination)
 //! - `WAITING`     (−priority, arrival seq) → queue id (claiming: highest priority, then oldest)
-//! - `TASKS`       (queue id, index) → encoded [`crate::model::Task`] (scenario order)
+//! - `TASKS`       (queue arrival seq, index) → encoded [`crate::model::Task`] (scenario order;
+//!                 keyed by arrival so a new queue's tasks are appended, not scattered)
 //! - `EVENTS`      change seq → encoded [`crate::model::Change`] (SSE resume)
 //! - `META`        name → number (the sequence counter, the schema version)
 
@@ -14,7 +15,7 @@ use redb::TableDefinition;
 pub(super) const QUEUES: TableDefinition<&str, &[u8]> = TableDefinition::new("queues-v1");
 pub(super) const ARRIVALS: TableDefinition<u64, &str> = TableDefinition::new("arrivals-v1");
 pub(super) const WAITING: TableDefinition<(i64, u64), &str> = TableDefinition::new("waiting-v1");
-pub(super) const TASKS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("tasks-v1");
+pub(super) const TASKS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("tasks-v1");
 pub(super) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events-v1");
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta-v1");
 

@@ -64,27 +64,29 @@ fn save_queue(b: &mut Batch<'_>, q: &Queue) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn load_tasks(t: &Tables<'_>, id: &QueueId) -> Result<Vec<Task>, StoreError> {
+/// Tasks are keyed by their queue's arrival number: a new queue's tasks go to the end of the
+/// table instead of to random places (queue ids are the client's choice).
+fn load_tasks(t: &Tables<'_>, seq: u64) -> Result<Vec<Task>, StoreError> {
     let mut out = Vec::new();
-    for entry in t.tasks.range((id.as_str(), 0)..=(id.as_str(), u32::MAX))? {
+    for entry in t.tasks.range((seq, 0)..=(seq, u32::MAX))? {
         let (_, v) = entry?;
         out.push(codec::decode(v.value())?);
     }
     Ok(out)
 }
 
-fn replace_tasks(b: &mut Batch<'_>, id: &QueueId, list: &[Task]) -> Result<(), StoreError> {
+fn replace_tasks(b: &mut Batch<'_>, seq: u64, list: &[Task]) -> Result<(), StoreError> {
     b.t.tasks
-        .retain_in((id.as_str(), 0)..=(id.as_str(), u32::MAX), |_, _| false)?;
-    insert_tasks(b, id, list)
+        .retain_in((seq, 0)..=(seq, u32::MAX), |_, _| false)?;
+    insert_tasks(b, seq, list)
 }
 
 /// Writes the tasks of a queue that has none stored (a new queue).
-fn insert_tasks(b: &mut Batch<'_>, id: &QueueId, list: &[Task]) -> Result<(), StoreError> {
+fn insert_tasks(b: &mut Batch<'_>, seq: u64, list: &[Task]) -> Result<(), StoreError> {
     b.touch();
     for (i, t) in list.iter().enumerate() {
         b.t.tasks
-            .insert((id.as_str(), i as u32), codec::encode(t).as_slice())?;
+            .insert((seq, i as u32), codec::encode(t).as_slice())?;
     }
     Ok(())
 }
@@ -127,7 +129,7 @@ pub(super) fn enqueue(
     match load_queue(&b.t, &id) {
         Ok(existing) => {
             if existing.request == request {
-                let tasks = load_tasks(&b.t, &id)?;
+                let tasks = load_tasks(&b.t, existing.seq)?;
                 return Ok(Enqueued::Existing(QueueView {
                     queue: existing,
                     tasks,
@@ -159,7 +161,7 @@ pub(super) fn enqueue(
         .map(|(tid, path)| Task::new(tid, path.clone()))
         .collect();
     save_queue(b, &queue)?;
-    insert_tasks(b, &id, &tasks)?;
+    insert_tasks(b, seq, &tasks)?;
     b.t.arrivals.insert(seq, id.as_str())?;
     b.t.waiting.insert(waiting_key(&queue), id.as_str())?;
     Ok(Enqueued::Created(QueueView { queue, tasks }))
@@ -211,13 +213,13 @@ pub(super) fn abort_waiting(b: &mut Batch<'_>, id: &QueueId) -> Result<Queue, St
             set_status(b, &mut q, Status::Aborted)?;
             q.error = Some("aborted before it started".into());
             save_queue(b, &q)?;
-            let mut tasks = load_tasks(&b.t, id)?;
+            let mut tasks = load_tasks(&b.t, q.seq)?;
             for t in &mut tasks {
                 if Status::task_transition(t.status, Status::Skipped).is_ok() {
                     t.status = Status::Skipped;
                 }
             }
-            replace_tasks(b, id, &tasks)?;
+            replace_tasks(b, q.seq, &tasks)?;
             Ok(q)
         }
         Status::Running => Ok(q),
@@ -240,7 +242,7 @@ pub(super) fn delete(b: &mut Batch<'_>, id: &QueueId) -> Result<(), StoreError> 
     if q.status == Status::Waiting {
         b.t.waiting.remove(waiting_key(&q))?;
     }
-    replace_tasks(b, id, &[])?;
+    replace_tasks(b, q.seq, &[])?;
     b.record(id, None, Some(q.status), None)?;
     Ok(())
 }
@@ -250,13 +252,13 @@ pub(super) fn set_tasks(
     id: &QueueId,
     scenarios: Vec<String>,
 ) -> Result<Vec<Task>, StoreError> {
-    load_queue(&b.t, id)?;
+    let seq = load_queue(&b.t, id)?.seq;
     let tasks: Vec<Task> = TaskId::from_scenarios(&scenarios)
         .into_iter()
         .zip(scenarios)
         .map(|(tid, path)| Task::new(tid, path))
         .collect();
-    replace_tasks(b, id, &tasks)?;
+    replace_tasks(b, seq, &tasks)?;
     for t in &tasks {
         b.record(id, Some(&t.id), None, Some(Status::Waiting))?;
     }
@@ -270,13 +272,14 @@ fn with_task<T>(
     task: &TaskId,
     f: impl FnOnce(&mut Task) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    let mut tasks = load_tasks(&b.t, id)?;
+    let seq = load_queue(&b.t, id)?.seq;
+    let mut tasks = load_tasks(&b.t, seq)?;
     let t = tasks
         .iter_mut()
         .find(|t| &t.id == task)
         .ok_or_else(|| StoreError::NotFound(format!("{id}/{task}")))?;
     let out = f(t)?;
-    replace_tasks(b, id, &tasks)?;
+    replace_tasks(b, seq, &tasks)?;
     Ok(out)
 }
 
@@ -344,11 +347,11 @@ pub(super) fn requeue(
     q.error = Some(reason.to_owned());
     save_queue(b, &q)?;
     // A new run starts from fresh task records.
-    let tasks: Vec<Task> = load_tasks(&b.t, id)?
+    let tasks: Vec<Task> = load_tasks(&b.t, q.seq)?
         .into_iter()
         .map(|t| Task::new(t.id, t.scenario))
         .collect();
-    replace_tasks(b, id, &tasks)?;
+    replace_tasks(b, q.seq, &tasks)?;
     Ok(q)
 }
 
@@ -381,7 +384,7 @@ pub(super) fn recover(b: &mut Batch<'_>, max_attempts: u32) -> Result<Vec<Queue>
                 Status::Error,
                 Some("interrupted".into()),
             )?);
-            let mut tasks = load_tasks(&b.t, &id)?;
+            let mut tasks = load_tasks(&b.t, q.seq)?;
             for t in &mut tasks {
                 if !t.status.is_terminal() {
                     t.status = if t.status == Status::Running {
@@ -392,7 +395,7 @@ pub(super) fn recover(b: &mut Batch<'_>, max_attempts: u32) -> Result<Vec<Queue>
                     t.error.get_or_insert_with(|| "interrupted".into());
                 }
             }
-            replace_tasks(b, &id, &tasks)?;
+            replace_tasks(b, q.seq, &tasks)?;
         }
     }
     Ok(out)
