@@ -6,7 +6,7 @@
 //! - `ARRIVALS`    arrival seq → queue id (newest-first listing, cursor pagination)
 //! - `WAITING`     (−priority, arrival seq) → queue id (claiming: highest priority, then oldest)
 //! - `TASKS`       (queue arrival seq, index) → encoded [`crate::model::Task`] (scenario order;
-//!                 keyed by arrival so a new queue's tasks are appended, not scattered)
+//!   keyed by arrival so that a new queue's tasks are appended, not scattered)
 //! - `EVENTS`      change seq → encoded [`crate::model::Change`] (SSE resume)
 //! - `META`        name → number (the sequence counter, the schema version)
 
