@@ -57,6 +57,10 @@ impl Server {
             worker: WorkerHandle::default(),
             shutdown: shutdown.clone(),
         };
+        // Queues that ran out of attempts ended `error` without a run to write their report.
+        for q in recovered.iter().filter(|q| q.status.is_terminal()) {
+            worker::write_queue_report(&state, q).await;
+        }
         let tracker = TaskTracker::new();
         tracker.spawn(worker::run(state.clone(), tracker.clone()));
         let app = api::router(state.clone());

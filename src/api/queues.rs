@@ -189,6 +189,10 @@ pub async fn abort(
 async fn stop(state: &AppState, id: &QueueId) -> Result<(), ApiError> {
     let mut changes = state.store.subscribe();
     let q = state.store.abort_waiting(id).await?;
+    if q.status == Status::Aborted {
+        // It never ran: its report is written here, as a run writes its own at the end.
+        crate::worker::write_queue_report(state, &q).await;
+    }
     if q.status != Status::Running {
         return Ok(());
     }

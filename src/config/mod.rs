@@ -356,6 +356,17 @@ impl Builder {
                     ),
                 ));
             }
+            if let Some(ConsoleKind::Tcp(addr)) = e.console.as_deref().and_then(|c| c.parse().ok())
+                && e.max_parallel != Some(1)
+            {
+                return Err(invalid(
+                    origin,
+                    format!(
+                        "{}: a TCP console ({addr}) is one address for every board of this environment: set max_parallel = 1",
+                        key("console")
+                    ),
+                ));
+            }
             let env = Environment {
                 name: name.clone(),
                 build: argv("build", e.build)?,

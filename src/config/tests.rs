@@ -78,6 +78,8 @@ fn errors_name_the_file_and_the_key() {
         e.contains("environments.esp32.console") && e.contains("unix:PATH"),
         "{e}"
     );
+    let e = err("[environments.esp32]\nconsole = \"tcp:127.0.0.1:5555\"");
+    assert!(e.contains("max_parallel = 1"), "{e}");
     let e = err("[environments.esp32]\nmax_parallel = 0");
     assert!(e.contains("max_parallel"), "{e}");
 }

@@ -64,7 +64,11 @@ pub async fn checkout(
     dest: &Path,
 ) -> Result<String, StepError> {
     let mirror = mirrors.path_for(&request.repo);
-    let _guard = mirrors.lock(&mirror).await;
+    // Another queue of the same repository may hold the mirror: an abort still stops us here.
+    let _guard = tokio::select! {
+        guard = mirrors.lock(&mirror) => guard,
+        _ = ctx.cancel.cancelled() => return Err(StepError::Cancelled),
+    };
     let cwd = ctx.state.config.root.clone();
     if mirror.join("HEAD").is_file() {
         ctx.log
@@ -95,14 +99,14 @@ pub async fn checkout(
             };
             git(ctx, &cwd, resolve_argv(&mirror, &only_branch))
                 .await
-                .map_err(|_| {
-                    StepError::Error(format!("branch {branch:?} not found in {}", request.repo))
+                .map_err(|e| {
+                    e.or_error(format!("branch {branch:?} not found in {}", request.repo))
                 })?;
         }
     }
     let commit = git(ctx, &cwd, resolve_argv(&mirror, request))
         .await
-        .map_err(|_| StepError::Error(not_found_message(request)))?
+        .map_err(|e| e.or_error(not_found_message(request)))?
         .pop()
         .unwrap_or_default();
     remove_dir(dest).await?;

@@ -21,6 +21,8 @@ struct Occupancy {
     /// leaves a cancelled token that the run picks up.
     tokens: HashMap<QueueId, CancellationToken>,
     running: HashMap<QueueId, String>,
+    /// Queues a user asked to abort: their run ends `aborted`, whatever else cancels it too.
+    aborted: std::collections::HashSet<QueueId>,
 }
 
 impl WorkerHandle {
@@ -46,11 +48,22 @@ impl WorkerHandle {
         let mut o = self.inner.lock().expect("occupancy lock");
         o.running.remove(id);
         o.tokens.remove(id);
+        o.aborted.remove(id);
+    }
+
+    /// Whether a user asked to abort this run.
+    pub fn was_aborted(&self, id: &QueueId) -> bool {
+        self.inner
+            .lock()
+            .expect("occupancy lock")
+            .aborted
+            .contains(id)
     }
 
     /// Asks a running queue to stop.
     pub fn abort(&self, id: &QueueId) {
         let mut o = self.inner.lock().expect("occupancy lock");
+        o.aborted.insert(id.clone());
         o.tokens.entry(id.clone()).or_default().cancel();
     }
 
@@ -59,6 +72,7 @@ impl WorkerHandle {
         let mut o = self.inner.lock().expect("occupancy lock");
         if !o.running.contains_key(id) {
             o.tokens.remove(id);
+            o.aborted.remove(id);
         }
     }
 

@@ -20,6 +20,7 @@ mod tasks;
 pub use checkout::{clone_mirror_argv, fetch_argv, resolve_argv};
 pub use handle::WorkerHandle;
 pub use scheduler::Scheduler;
+pub use tasks::write_queue_report;
 
 use tokio_util::task::TaskTracker;
 

@@ -21,6 +21,7 @@ use crate::config::{Environment, queue_dir};
 use crate::exec::{Ending, Spec};
 use crate::logs::{LogWriter, marker};
 use crate::model::{Queue, Status};
+use crate::store::StoreError;
 
 /// Runs `queue` (already claimed, `running`) to its end and records the outcome.
 pub async fn run_queue(
@@ -73,6 +74,10 @@ pub async fn run_queue(
     let (status, error) = match result {
         Ok(status) => (status, None),
         Err(StepError::Error(message)) => (Status::Error, Some(message)),
+        // A user's abort wins over a timeout or a shutdown that came during its grace period.
+        Err(StepError::Cancelled) if state.worker.was_aborted(&id) => {
+            (Status::Aborted, Some("aborted".to_owned()))
+        }
         Err(StepError::Cancelled) if timed_out.load(Ordering::SeqCst) => (
             Status::TimedOut,
             Some(format!(
@@ -113,8 +118,25 @@ async fn finish(state: &AppState, queue: &Queue, status: Status, error: Option<S
     last.error.clone_from(&error);
     last.finished_at = Some(crate::model::now_millis());
     tasks::write_queue_report(state, &last).await;
-    if let Err(e) = state.store.transition(&queue.id, status, error).await {
-        tracing::error!(queue = %queue.id, error = %e, "cannot record the outcome");
+    // A queue must not stay `running`: retry a failed write a few times before giving up
+    // (the next start's recovery is the last resort).
+    for attempt in 1..=5u32 {
+        match state
+            .store
+            .transition(&queue.id, status, error.clone())
+            .await
+        {
+            Ok(_) => return,
+            Err(StoreError::Other(e)) if attempt < 5 => {
+                tracing::warn!(queue = %queue.id, error = %e, attempt, "cannot record the outcome; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(attempt)))
+                    .await;
+            }
+            Err(e) => {
+                tracing::error!(queue = %queue.id, error = %e, "cannot record the outcome");
+                return;
+            }
+        }
     }
 }
 

@@ -69,7 +69,22 @@ impl Scheduler {
         let this = self.clone();
         self.tracker.spawn(async move {
             let id = queue.id.clone();
-            pipeline::run_queue(&this.state, &this.mirrors, queue, cancel).await;
+            // The run in a task of its own: should it panic, the slot is still freed and the
+            // queue still ends (instead of staying `running`).
+            let (state, mirrors) = (this.state.clone(), this.mirrors.clone());
+            let run = tokio::spawn(async move {
+                pipeline::run_queue(&state, &mirrors, queue, cancel).await;
+            });
+            if let Err(e) = run.await {
+                tracing::error!(queue = %id, error = %e, "a run stopped unexpectedly");
+                let why =
+                    "internal error: the run stopped unexpectedly; the server log has the cause";
+                let _ = this
+                    .state
+                    .store
+                    .transition(&id, Status::Error, Some(why.into()))
+                    .await;
+            }
             this.state.worker.finish(&id);
             this.freed.notify_one();
         });
@@ -83,8 +98,13 @@ impl Scheduler {
                 Ok(Some(_)) => continue,
                 Ok(None) => return,
                 Err(e) => {
-                    tracing::error!(error = %e, "scheduler: cannot claim a queue");
-                    return;
+                    // Waiting queues must not sit behind free slots until the next change:
+                    // try again after a pause.
+                    tracing::error!(error = %e, "scheduler: cannot claim a queue; retrying");
+                    tokio::select! {
+                        _ = self.state.shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    }
                 }
             }
         }

@@ -19,6 +19,14 @@ pub enum StepError {
 }
 
 impl StepError {
+    /// Keeps a cancellation as it is; turns any error into `message`.
+    pub fn or_error(self, message: String) -> StepError {
+        match self {
+            StepError::Cancelled => StepError::Cancelled,
+            StepError::Error(_) => StepError::Error(message),
+        }
+    }
+
     pub fn from_ending(ending: &Ending, what: &str) -> StepError {
         match ending {
             Ending::Cancelled(_) => StepError::Cancelled,

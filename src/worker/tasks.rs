@@ -142,18 +142,8 @@ pub async fn run_task(
                 .line(&marker("step", &format!("boot:{name}"), "passed"));
             board
         }
-        Err(BootError::Cancelled) => {
-            end_task(
-                ctx,
-                queue,
-                task,
-                &task_dir,
-                Status::Aborted,
-                Some("aborted".into()),
-            )
-            .await?;
-            return Err(StepError::Cancelled);
-        }
+        // The pipeline closes the task with the queue's outcome (aborted, timed out).
+        Err(BootError::Cancelled) => return Err(StepError::Cancelled),
         Err(e) => {
             let why = match e {
                 BootError::Spawn(m) => format!("cannot start the simulator: {m}"),
@@ -206,20 +196,19 @@ pub async fn run_task(
         tracing::error!(error = %e, "task persister failed");
     }
 
+    if run.status == Status::Aborted {
+        // Cancelled: abort, queue timeout or shutdown; the pipeline knows which.
+        return Err(StepError::Cancelled);
+    }
     let error = match run.status {
         Status::Passed => None,
         Status::TimedOut => Some(format!(
             "scenario timed out after {}",
             crate::model::format_duration(scenario.timeout)
         )),
-        Status::Aborted => Some("aborted".into()),
         _ => run.board_exit.clone(),
     };
-    let status = end_task(ctx, queue, task, &task_dir, run.status, error).await?;
-    if run.status == Status::Aborted {
-        return Err(StepError::Cancelled);
-    }
-    Ok(status)
+    end_task(ctx, queue, task, &task_dir, run.status, error).await
 }
 
 async fn set_status(
@@ -281,21 +270,35 @@ pub async fn close_open_tasks(state: &AppState, id: &QueueId, queue_status: Stat
             _ => Status::Skipped,
         };
         let why = format!("queue ended {queue_status} before this task finished");
-        if let Err(e) = state.store.task_status(id, &task.id, to, Some(why)).await {
-            tracing::error!(queue = %id, error = %e, "cannot close a task");
+        match state.store.task_status(id, &task.id, to, Some(why)).await {
+            Ok(closed) if task.status == Status::Running => {
+                let dir = queue_dir(&state.config.root, id)
+                    .join("tasks")
+                    .join(task.id.as_str());
+                let (reports, q) = (state.reports.clone(), view.queue.clone());
+                let written =
+                    tokio::task::spawn_blocking(move || reports.write_task(&dir, &q, &closed))
+                        .await;
+                if let Ok(Err(e)) = written {
+                    tracing::error!(error = %e, "cannot write a task report");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(queue = %id, error = %e, "cannot close a task"),
         }
     }
 }
 
+/// Writes the queue's report for `queue` as given (its final state may not be stored yet), with
+/// its tasks as stored.
 pub async fn write_queue_report(state: &AppState, queue: &Queue) {
     let Ok(Some(view)) = state.store.get(&queue.id).await else {
         return;
     };
     let dir = queue_dir(&state.config.root, &queue.id);
-    let reports = state.reports.clone();
+    let (reports, queue) = (state.reports.clone(), queue.clone());
     let written =
-        tokio::task::spawn_blocking(move || reports.write_queue(&dir, &view.queue, &view.tasks))
-            .await;
+        tokio::task::spawn_blocking(move || reports.write_queue(&dir, &queue, &view.tasks)).await;
     if let Ok(Err(e)) = written {
         tracing::error!(error = %e, "cannot write the queue report");
     }

@@ -241,6 +241,11 @@ async fn get_abort_delete_and_unknown_queues() {
     assert_eq!(q["status"], "aborted");
     assert!(q["finished_at"].is_string());
     assert_eq!(q["tasks"][0]["status"], "skipped");
+    let report = std::fs::read_to_string(dir.path().join("queues/q1/report.html")).unwrap();
+    assert!(
+        report.contains("aborted"),
+        "an aborted queue has its report"
+    );
     let (s, _, err) = call(&state, post("/api/queues/q1/abort", "")).await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert_error(&err, "conflict", None);

@@ -172,12 +172,11 @@ async fn a_queue_runs_checkout_build_boot_and_scenarios_to_passed_or_failed() {
     for f in ["report.html", "junit.xml", "summary.json", "task.log"] {
         assert!(task_dir.join(f).is_file(), "{f}");
     }
+    let report =
+        std::fs::read_to_string(app.root.join("queues").join(&id).join("report.html")).unwrap();
     assert!(
-        app.root
-            .join("queues")
-            .join(&id)
-            .join("report.html")
-            .is_file()
+        report.contains(&format!("<title>{id} · passed")),
+        "the queue report shows the final status"
     );
 
     // No scenarios named: every scenarios/*.xml runs; one failing test fails the queue.
@@ -452,6 +451,18 @@ async fn every_timeout_layer_ends_with_its_own_outcome() {
         q["error"].as_str().unwrap().contains("queue_timeout"),
         "{q:#}"
     );
+    app.stop().await;
+
+    // Queue timeout in the middle of a scenario: the running task times out too.
+    let forever = r#"<scenario name="forever"><suite name="s"><test name="t" timeout="60"><send>hang</send><expect timeout="60s">never</expect></test></suite></scenario>"#;
+    let dir2 = tempfile::tempdir().unwrap();
+    let repo2 = make_repo(dir2.path(), &[("scenarios/forever.xml", forever)]);
+    let app = spawn_app_with(&config("true", "", "queue_timeout = \"2s\"")).await;
+    let id = enqueue(&app, request(&repo2, json!({}))).await;
+    let q = app.wait_status(&id, "timed_out", LIMIT).await;
+    assert_eq!(q["tasks"][0]["status"], "timed_out", "{q:#}");
+    let task_dir = app.root.join("queues").join(&id).join("tasks/forever");
+    assert!(task_dir.join("junit.xml").is_file());
     app.stop().await;
 }
 
