@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use futures_util::StreamExt;
 use serde_json::Value;
 
@@ -59,6 +59,16 @@ impl SseParser {
     }
 }
 
+/// The server's own message from an error response, with the status code.
+async fn api_error(resp: reqwest::Response) -> anyhow::Error {
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    let message = body["error"]["message"]
+        .as_str()
+        .unwrap_or("request failed");
+    anyhow::anyhow!("{message} ({status})")
+}
+
 impl Client {
     pub fn new(server: &str) -> Client {
         Client {
@@ -78,14 +88,10 @@ impl Client {
         if status == reqwest::StatusCode::NO_CONTENT {
             return Ok(Value::Null);
         }
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
-            let message = body["error"]["message"]
-                .as_str()
-                .unwrap_or("request failed");
-            bail!("{} ({})", message, status.as_u16());
+            return Err(api_error(resp).await);
         }
-        Ok(body)
+        Ok(resp.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn enqueue(&self, body: &Value) -> anyhow::Result<Value> {
@@ -140,13 +146,7 @@ impl Client {
                 .await
                 .with_context(|| format!("cannot reach the server at {}", self.base))?;
             if !resp.status().is_success() {
-                let body: Value = resp.json().await.unwrap_or(Value::Null);
-                bail!(
-                    "{}",
-                    body["error"]["message"]
-                        .as_str()
-                        .unwrap_or("request failed")
-                );
+                return Err(api_error(resp).await);
             }
             out.write_all(&resp.bytes().await?)?;
             return Ok(None);
@@ -166,13 +166,7 @@ impl Client {
                 Err(e) => return Err(e).context("the server stays unreachable"),
             };
             if !resp.status().is_success() {
-                let body: Value = resp.json().await.unwrap_or(Value::Null);
-                bail!(
-                    "{}",
-                    body["error"]["message"]
-                        .as_str()
-                        .unwrap_or("request failed")
-                );
+                return Err(api_error(resp).await);
             }
             failures = 0;
             let mut parser = SseParser::default();
