@@ -90,6 +90,21 @@ impl TestApp {
         }
     }
 
+    /// Aborts queue `id` through the API; expects 200 and `aborted`; returns how long it took.
+    pub async fn abort(&self, id: &str) -> std::time::Duration {
+        let t0 = std::time::Instant::now();
+        let r = self
+            .client
+            .post(self.url(&format!("/api/queues/{id}/abort")))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 200);
+        let q: Value = r.json().await.expect("json");
+        assert_eq!(q["status"], "aborted", "{q:#}");
+        t0.elapsed()
+    }
+
     pub async fn stop(mut self) {
         if let Some(server) = self.server.take() {
             server.stop().await;

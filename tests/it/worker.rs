@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use testarena::logs::FollowItem;
@@ -348,22 +348,9 @@ async fn abort_kills_grandchildren_that_ignore_sigterm() {
     let id = enqueue(&app, request(&repo, json!({}))).await;
     wait_log_line(&app, &id, "build-running").await;
     assert!(!processes_with(&token).is_empty(), "the grandchild runs");
-    let t0 = Instant::now();
-    let r = app
-        .client
-        .post(app.url(&format!("/api/queues/{id}/abort")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let q: Value = r.json().await.unwrap();
-    assert_eq!(q["status"], "aborted", "{q:#}");
+    let took = app.abort(&id).await;
     // grace (300 ms) plus a second.
-    assert!(
-        t0.elapsed() < Duration::from_millis(1300),
-        "{:?}",
-        t0.elapsed()
-    );
+    assert!(took < Duration::from_millis(1300), "{:?}", took);
     assert!(
         processes_with(&token).is_empty(),
         "a process of the queue survived the abort"
