@@ -358,7 +358,11 @@ fn store_section(rt: &Runtime, plan: &Plan, callers: usize, ids: Ids) {
         }
     };
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(&dir.path().join("testarena.redb")).expect("store");
+    // Opened inside the runtime, as the server does: callers are answered on it.
+    let store = {
+        let _entered = rt.enter();
+        Store::open(&dir.path().join("testarena.redb")).expect("store")
+    };
     let counter = Arc::new(AtomicU64::new(0));
     let round = |name: String, length| {
         rt.block_on(store_round(&store, callers, ids, &counter, name, length))

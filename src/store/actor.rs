@@ -13,13 +13,17 @@ use tokio::sync::{broadcast, oneshot, watch};
 
 use super::StoreError;
 use super::codec;
-use super::tables::{ARRIVALS, EVENTS, META, META_SEQ, QUEUES, TASKS, WAITING};
+use super::ids::{Ids, Pending};
+use super::tables::{EVENTS, META, META_SEQ, QUEUES, TASKS, WAITING};
 use crate::model::{Change, QueueId, Status, TaskId, now_millis};
 
 /// Most jobs folded into one commit.
 const MAX_BATCH: usize = 1024;
-/// Changes kept in the event table for SSE resume.
-pub(super) const KEEP_EVENTS: u64 = 10_000;
+/// Changes kept in the event table for SSE resume (at least this many, once there were).
+pub const KEEP_EVENTS: u64 = 10_000;
+/// The event table is trimmed back to [`KEEP_EVENTS`] once it holds more than this: one trim of
+/// many rows every so often costs less than one delete in every batch.
+pub const MAX_EVENTS: u64 = KEEP_EVENTS + 1_000;
 
 /// A write: runs inside the batch's transaction and returns what to do once the commit is known.
 pub(super) type Job = Box<dyn FnOnce(&mut Batch<'_>) -> Finish + Send>;
@@ -34,8 +38,7 @@ pub(super) enum Msg {
 /// Every table a write may touch, opened once per batch (opening is a measurable part of a
 /// small write).
 pub(crate) struct Tables<'t> {
-    pub(super) queues: Table<'t, &'static str, &'static [u8]>,
-    pub(super) arrivals: Table<'t, u64, &'static str>,
+    pub(super) queues: Table<'t, u64, &'static [u8]>,
     pub(super) waiting: Table<'t, (i64, u64), &'static str>,
     pub(super) tasks: Table<'t, (u64, u32), &'static [u8]>,
     pub(super) events: Table<'t, u64, &'static [u8]>,
@@ -46,7 +49,6 @@ impl<'t> Tables<'t> {
     fn open(txn: &'t WriteTransaction) -> Result<Tables<'t>, StoreError> {
         Ok(Tables {
             queues: txn.open_table(QUEUES)?,
-            arrivals: txn.open_table(ARRIVALS)?,
             waiting: txn.open_table(WAITING)?,
             tasks: txn.open_table(TASKS)?,
             events: txn.open_table(EVENTS)?,
@@ -58,6 +60,9 @@ impl<'t> Tables<'t> {
 /// The state a job sees: the open tables, the sequence counter and the changes so far.
 pub(crate) struct Batch<'t> {
     pub(super) t: Tables<'t>,
+    ids: &'t Ids,
+    /// The batch's changes to the id index, applied once the batch is committed.
+    pending: Pending,
     seq: u64,
     changes: Vec<Change>,
     /// Set when a job failed half-way through a write: the whole batch is rolled back.
@@ -70,6 +75,19 @@ impl Batch<'_> {
     fn next_seq(&mut self) -> u64 {
         self.seq += 1;
         self.seq
+    }
+
+    /// The arrival seq of queue `id`, as this batch leaves it.
+    pub(super) fn seq_of(&self, id: &QueueId) -> Option<u64> {
+        match self.pending.get(id) {
+            Some(seq) => *seq,
+            None => self.ids.get(id),
+        }
+    }
+
+    /// Binds `id` to `seq` (`None`: removes it) once the batch is committed.
+    pub(super) fn index(&mut self, id: &QueueId, seq: Option<u64>) {
+        self.pending.insert(id.clone(), seq);
     }
 
     /// Notes that the batch has written something and must be committed.
@@ -112,9 +130,13 @@ impl Batch<'_> {
 pub(super) struct Publisher {
     pub changes: broadcast::Sender<Change>,
     pub latest: watch::Sender<u64>,
+    /// Where the callers are answered. Waking a caller's task from this thread costs a
+    /// measurable part of a small write; on the runtime the next batch does not wait for it.
+    /// `None` (no runtime at open): answered here.
+    pub replies: Option<tokio::runtime::Handle>,
 }
 
-pub(super) fn run(db: Arc<Database>, rx: Receiver<Msg>, publisher: Publisher) {
+pub(super) fn run(db: Arc<Database>, ids: Arc<Ids>, rx: Receiver<Msg>, publisher: Publisher) {
     loop {
         let mut jobs = Vec::new();
         let mut stop = None;
@@ -131,7 +153,7 @@ pub(super) fn run(db: Arc<Database>, rx: Receiver<Msg>, publisher: Publisher) {
             }
         }
         if !jobs.is_empty() {
-            commit_batch(&db, jobs, &publisher);
+            commit_batch(&db, &ids, jobs, &publisher);
         }
         if let Some(done) = stop {
             let _ = done.send(());
@@ -140,7 +162,7 @@ pub(super) fn run(db: Arc<Database>, rx: Receiver<Msg>, publisher: Publisher) {
     }
 }
 
-fn commit_batch(db: &Database, jobs: Vec<Job>, publisher: &Publisher) {
+fn commit_batch(db: &Database, ids: &Ids, jobs: Vec<Job>, publisher: &Publisher) {
     let txn = match db.begin_write() {
         Ok(txn) => txn,
         Err(e) => {
@@ -149,8 +171,8 @@ fn commit_batch(db: &Database, jobs: Vec<Job>, publisher: &Publisher) {
             return;
         }
     };
-    let ran = run_jobs(&txn, jobs);
-    let (finishes, changes, outcome) = match ran {
+    let ran = run_jobs(&txn, ids, jobs);
+    let (finishes, changes, pending, outcome) = match ran {
         Err(e) => {
             tracing::error!(error = %e, "store: cannot open the tables");
             return;
@@ -162,7 +184,7 @@ fn commit_batch(db: &Database, jobs: Vec<Job>, publisher: &Publisher) {
         }) => {
             let _ = txn.abort();
             let e = StoreError::Other("a write failed; the batch was rolled back".into());
-            (finishes, Vec::new(), Err(e))
+            (finishes, Vec::new(), Pending::new(), Err(e))
         }
         Ok(Ran {
             finishes,
@@ -171,43 +193,60 @@ fn commit_batch(db: &Database, jobs: Vec<Job>, publisher: &Publisher) {
         }) => {
             // Nothing was written (e.g. a claim with nothing to claim): no commit, no fsync.
             let _ = txn.abort();
-            (finishes, Vec::new(), Ok(()))
+            (finishes, Vec::new(), Pending::new(), Ok(()))
         }
         Ok(Ran {
-            finishes, changes, ..
+            finishes,
+            changes,
+            pending,
+            ..
         }) => {
             let committed = txn.commit().map_err(StoreError::from);
-            (finishes, changes, committed)
+            (finishes, changes, pending, committed)
         }
     };
     match &outcome {
         Ok(()) => {
+            // Before anyone hears of the batch: an id a caller was told about can be read.
+            ids.apply(pending);
+            let last = changes.last().map(|c| c.seq);
             for change in changes {
-                let seq = change.seq;
                 let _ = publisher.changes.send(change);
+            }
+            if let Some(seq) = last {
                 publisher.latest.send_replace(seq);
             }
         }
         Err(e) => tracing::error!(error = %e, "store: commit failed"),
     }
-    for finish in finishes {
-        finish(outcome.clone());
+    let answer = move || {
+        for finish in finishes {
+            finish(outcome.clone());
+        }
+    };
+    match &publisher.replies {
+        // A runtime that is shutting down drops the task: the callers see `Unavailable`.
+        Some(rt) => drop(rt.spawn(async move { answer() })),
+        None => answer(),
     }
 }
 
 struct Ran {
     finishes: Vec<Finish>,
     changes: Vec<Change>,
+    pending: Pending,
     poisoned: bool,
     dirty: bool,
 }
 
 /// Runs the jobs against tables opened once; saves the counter and trims the event table.
-fn run_jobs(txn: &WriteTransaction, jobs: Vec<Job>) -> Result<Ran, StoreError> {
+fn run_jobs(txn: &WriteTransaction, ids: &Ids, jobs: Vec<Job>) -> Result<Ran, StoreError> {
     let t = Tables::open(txn)?;
     let seq = t.meta.get(META_SEQ)?.map(|v| v.value()).unwrap_or(0);
     let mut batch = Batch {
         t,
+        ids,
+        pending: Pending::new(),
         seq,
         changes: Vec::new(),
         poisoned: false,
@@ -216,6 +255,8 @@ fn run_jobs(txn: &WriteTransaction, jobs: Vec<Job>) -> Result<Ran, StoreError> {
     let finishes: Vec<Finish> = jobs.into_iter().map(|job| job(&mut batch)).collect();
     let Batch {
         mut t,
+        ids: _,
+        pending,
         seq,
         changes,
         mut poisoned,
@@ -224,9 +265,11 @@ fn run_jobs(txn: &WriteTransaction, jobs: Vec<Job>) -> Result<Ran, StoreError> {
     if dirty && !poisoned {
         let saved = (|| -> Result<(), StoreError> {
             t.meta.insert(META_SEQ, seq)?;
-            let excess = t.events.len()?.saturating_sub(KEEP_EVENTS);
-            for _ in 0..excess {
-                t.events.pop_first()?;
+            let len = t.events.len()?;
+            if len > MAX_EVENTS {
+                for _ in 0..len - KEEP_EVENTS {
+                    t.events.pop_first()?;
+                }
             }
             Ok(())
         })();
@@ -238,6 +281,7 @@ fn run_jobs(txn: &WriteTransaction, jobs: Vec<Job>) -> Result<Ran, StoreError> {
     Ok(Ran {
         finishes,
         changes,
+        pending,
         poisoned,
         dirty,
     })

@@ -7,11 +7,13 @@
 //!   thread (writes) or `spawn_blocking` (reads), never on a runtime worker thread.
 //! - After every commit each change is published on a broadcast channel (`subscribe`) and the
 //!   latest sequence on a watch (`latest_seq`, `watch_seq`); changes are also kept in the event
-//!   table (the newest `KEEP_EVENTS`) so an SSE client can resume.
+//!   table (the newest `KEEP_EVENTS` to `MAX_EVENTS`) so an SSE client can resume.
 //! - Durability: every commit is immediate (fsync before the caller is answered).
 
 mod actor;
 mod codec;
+mod ids;
+mod init;
 mod reads;
 mod tables;
 mod writes;
@@ -23,6 +25,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use redb::Database;
 use tokio::sync::{broadcast, oneshot, watch};
 
+pub use actor::{KEEP_EVENTS, MAX_EVENTS};
 pub use reads::{EventsAfter, Page};
 pub use writes::Enqueued;
 
@@ -92,6 +95,7 @@ pub struct Store {
 
 struct Inner {
     db: Arc<Database>,
+    ids: Arc<ids::Ids>,
     // std::sync::Mutex: held only to clone or take the sender, never across an await.
     tx: Mutex<Option<mpsc::Sender<actor::Msg>>>,
     changes: broadcast::Sender<Change>,
@@ -103,22 +107,25 @@ impl Store {
     /// Opens (or creates) `<path>` and starts the writer thread.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let db = Arc::new(Database::create(path)?);
-        let seq = writes::init(&db)?;
+        let init::Opened { seq, ids } = init::init(&db)?;
+        let ids = Arc::new(ids);
         let (tx, rx) = mpsc::channel();
         let (changes, _) = broadcast::channel(4096);
         let (latest_tx, latest) = watch::channel(seq);
         let publisher = actor::Publisher {
             changes: changes.clone(),
             latest: latest_tx,
+            replies: tokio::runtime::Handle::try_current().ok(),
         };
-        let thread_db = db.clone();
+        let (thread_db, thread_ids) = (db.clone(), ids.clone());
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || actor::run(thread_db, rx, publisher))
+            .spawn(move || actor::run(thread_db, thread_ids, rx, publisher))
             .map_err(|e| StoreError::Other(format!("cannot start the store thread: {e}")))?;
         Ok(Store {
             inner: Arc::new(Inner {
                 db,
+                ids,
                 tx: Mutex::new(Some(tx)),
                 changes,
                 latest,
@@ -188,10 +195,10 @@ impl Store {
     async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Database, &ids::Ids) -> Result<T, StoreError> + Send + 'static,
     {
-        let db = self.inner.db.clone();
-        tokio::task::spawn_blocking(move || f(&db))
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner.db, &inner.ids))
             .await
             .map_err(|e| StoreError::Other(format!("read task failed: {e}")))?
     }
@@ -290,7 +297,7 @@ impl Store {
 
     pub async fn get(&self, id: &QueueId) -> Result<Option<QueueView>, StoreError> {
         let id = id.clone();
-        self.read(move |db| reads::get(db, &id)).await
+        self.read(move |db, ids| reads::get(db, ids, &id)).await
     }
 
     /// Newest first; `cursor` is the `next_cursor` of the previous page.
@@ -300,22 +307,22 @@ impl Store {
         limit: usize,
         cursor: Option<u64>,
     ) -> Result<Page, StoreError> {
-        self.read(move |db| reads::list(db, status, limit, cursor))
+        self.read(move |db, _| reads::list(db, status, limit, cursor))
             .await
     }
 
     /// How many queues are in each status.
     pub async fn counts(&self) -> Result<Vec<(Status, u64)>, StoreError> {
-        self.read(reads::counts).await
+        self.read(|db, _| reads::counts(db)).await
     }
 
     /// Waiting queues in claim order (highest priority, then oldest).
     pub async fn waiting(&self) -> Result<Vec<Queue>, StoreError> {
-        self.read(reads::waiting).await
+        self.read(|db, _| reads::waiting(db)).await
     }
 
     /// Changes after `seq`, from the event table.
     pub async fn events_after(&self, seq: u64) -> Result<EventsAfter, StoreError> {
-        self.read(move |db| reads::events_after(db, seq)).await
+        self.read(move |db, _| reads::events_after(db, seq)).await
     }
 }

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::codec;
-use super::tables::{ARRIVALS, EVENTS, QUEUES, TASKS, WAITING};
+use super::ids::Ids;
+use super::tables::{EVENTS, QUEUES, TASKS, WAITING};
 use super::{QueueView, StoreError};
 use crate::model::{Change, Queue, QueueId, Status, Task};
 
@@ -26,17 +27,21 @@ pub struct EventsAfter {
     pub complete: bool,
 }
 
-fn queue(txn: &ReadTransaction, id: &str) -> Result<Option<Queue>, StoreError> {
+fn queue(txn: &ReadTransaction, seq: u64) -> Result<Option<Queue>, StoreError> {
     let queues = txn.open_table(QUEUES)?;
-    match queues.get(id)? {
+    match queues.get(seq)? {
         Some(v) => Ok(Some(codec::decode(v.value())?)),
         None => Ok(None),
     }
 }
 
-pub(super) fn get(db: &Database, id: &QueueId) -> Result<Option<QueueView>, StoreError> {
+pub(super) fn get(db: &Database, ids: &Ids, id: &QueueId) -> Result<Option<QueueView>, StoreError> {
+    // The index first, the snapshot after (see `ids`).
+    let Some(seq) = ids.get(id) else {
+        return Ok(None);
+    };
     let txn = db.begin_read()?;
-    let Some(queue) = queue(&txn, id.as_str())? else {
+    let Some(queue) = queue(&txn, seq)? else {
         return Ok(None);
     };
     let tasks_table = txn.open_table(TASKS)?;
@@ -54,17 +59,12 @@ pub(super) fn list(
     cursor: Option<u64>,
 ) -> Result<Page, StoreError> {
     let txn = db.begin_read()?;
-    let arrivals = txn.open_table(ARRIVALS)?;
     let queues = txn.open_table(QUEUES)?;
     let upper = cursor.unwrap_or(u64::MAX);
     let mut items = Vec::new();
     let mut next_cursor = None;
-    for entry in arrivals.range(..upper)?.rev() {
-        let (_, id) = entry?;
-        let Some(bytes) = queues.get(id.value())? else {
-            continue;
-        };
-        let q: Queue = codec::decode(bytes.value())?;
+    for entry in queues.range(..upper)?.rev() {
+        let q: Queue = codec::decode(entry?.1.value())?;
         if status.is_some_and(|s| s != q.status) {
             continue;
         }
@@ -98,8 +98,8 @@ pub(super) fn waiting(db: &Database) -> Result<Vec<Queue>, StoreError> {
     let waiting = txn.open_table(WAITING)?;
     let mut out = Vec::new();
     for entry in waiting.iter()? {
-        let (_, id) = entry?;
-        if let Some(q) = queue(&txn, id.value())? {
+        let (key, _) = entry?;
+        if let Some(q) = queue(&txn, key.value().1)? {
             out.push(q);
         }
     }

@@ -1,9 +1,10 @@
 //! Every redb table, in one place, with a versioned name. Never change an encoding in place:
-//! add a `-v2` table and migrate.
+//! add a `-v2` table and migrate (`migrate.rs`).
 //!
-//! Keys are chosen so that the common reads are range scans:
-//! - `QUEUES`      queue id → encoded [`crate::model::Queue`]
-//! - `ARRIVALS`    arrival seq → queue id (newest-first listing, cursor pagination)
+//! Keys are chosen so that the common writes append and the common reads are range scans:
+//! - `QUEUES`      arrival seq → encoded [`crate::model::Queue`] (newest-first listing and
+//!   cursor pagination; a new queue is appended, whatever its id). The id → seq index is kept
+//!   in memory ([`super::ids::Ids`]), rebuilt from this table at start-up.
 //! - `WAITING`     (−priority, arrival seq) → queue id (claiming: highest priority, then oldest)
 //! - `TASKS`       (queue arrival seq, index) → encoded [`crate::model::Task`] (scenario order;
 //!   keyed by arrival so that a new queue's tasks are appended, not scattered)
@@ -12,8 +13,7 @@
 
 use redb::TableDefinition;
 
-pub(super) const QUEUES: TableDefinition<&str, &[u8]> = TableDefinition::new("queues-v1");
-pub(super) const ARRIVALS: TableDefinition<u64, &str> = TableDefinition::new("arrivals-v1");
+pub(super) const QUEUES: TableDefinition<u64, &[u8]> = TableDefinition::new("queues-v2");
 pub(super) const WAITING: TableDefinition<(i64, u64), &str> = TableDefinition::new("waiting-v1");
 pub(super) const TASKS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("tasks-v1");
 pub(super) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events-v1");
@@ -23,3 +23,16 @@ pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta-v
 pub(super) const META_SEQ: &str = "seq";
 /// `META` key of the codec schema the file was written with.
 pub(super) const META_SCHEMA: &str = "schema";
+
+/// Tables of earlier versions, read only by the migration.
+pub(super) mod v1 {
+    use redb::TableDefinition;
+
+    /// Queue id → encoded queue. Keyed by the client's id, every enqueue rewrote a page chosen
+    /// by that id; `queues-v2` appends instead.
+    pub(in super::super) const QUEUES: TableDefinition<&str, &[u8]> =
+        TableDefinition::new("queues-v1");
+    /// Arrival seq → queue id; `queues-v2` is keyed by arrival itself.
+    pub(in super::super) const ARRIVALS: TableDefinition<u64, &str> =
+        TableDefinition::new("arrivals-v1");
+}

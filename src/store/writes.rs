@@ -4,11 +4,10 @@
 //! leaves no trace in a batch that commits. A state change updates the record, its indexes and
 //! the event table in the same transaction.
 
-use redb::{Database, ReadableTable};
+use redb::ReadableTable;
 
 use super::actor::{Batch, Tables};
-use super::codec::{self, SCHEMA};
-use super::tables::{ARRIVALS, EVENTS, META, META_SCHEMA, META_SEQ, QUEUES, TASKS, WAITING};
+use super::codec;
 use super::{ClaimFilter, QueueView, StoreError};
 use crate::model::{Queue, QueueId, QueueRequest, Status, Task, TaskId, TestResult, now_millis};
 
@@ -20,47 +19,16 @@ pub enum Enqueued {
     Existing(QueueView),
 }
 
-/// Creates every table, checks the schema, returns the current sequence number.
-pub(super) fn init(db: &Database) -> Result<u64, StoreError> {
-    let txn = db.begin_write()?;
-    let seq;
-    {
-        let mut meta = txn.open_table(META)?;
-        let schema = meta.get(META_SCHEMA)?.map(|v| v.value());
-        match schema {
-            None => {
-                meta.insert(META_SCHEMA, SCHEMA as u64)?;
-            }
-            Some(s) if s == SCHEMA as u64 => {}
-            Some(s) => {
-                return Err(StoreError::Other(format!(
-                    "the database was written with schema {s}; this build reads schema {SCHEMA}"
-                )));
-            }
-        }
-        seq = meta.get(META_SEQ)?.map(|v| v.value()).unwrap_or(0);
-        txn.open_table(QUEUES)?;
-        txn.open_table(ARRIVALS)?;
-        txn.open_table(WAITING)?;
-        txn.open_table(TASKS)?;
-        txn.open_table(EVENTS)?;
-    }
-    txn.commit()?;
-    Ok(seq)
-}
-
-pub(super) fn load_queue(t: &Tables<'_>, id: &QueueId) -> Result<Queue, StoreError> {
-    let bytes = t
-        .queues
-        .get(id.as_str())?
-        .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+pub(super) fn load_queue(b: &Batch<'_>, id: &QueueId) -> Result<Queue, StoreError> {
+    let not_found = || StoreError::NotFound(id.to_string());
+    let seq = b.seq_of(id).ok_or_else(not_found)?;
+    let bytes = b.t.queues.get(seq)?.ok_or_else(not_found)?;
     Ok(codec::decode(bytes.value())?)
 }
 
 fn save_queue(b: &mut Batch<'_>, q: &Queue) -> Result<(), StoreError> {
     b.touch();
-    b.t.queues
-        .insert(q.id.as_str(), codec::encode(q).as_slice())?;
+    b.t.queues.insert(q.seq, codec::encode(q).as_slice())?;
     Ok(())
 }
 
@@ -126,7 +94,7 @@ pub(super) fn enqueue(
     id: QueueId,
     request: QueueRequest,
 ) -> Result<Enqueued, StoreError> {
-    match load_queue(&b.t, &id) {
+    match load_queue(b, &id) {
         Ok(existing) => {
             if existing.request == request {
                 let tasks = load_tasks(&b.t, existing.seq)?;
@@ -162,8 +130,8 @@ pub(super) fn enqueue(
         .collect();
     save_queue(b, &queue)?;
     insert_tasks(b, seq, &tasks)?;
-    b.t.arrivals.insert(seq, id.as_str())?;
     b.t.waiting.insert(waiting_key(&queue), id.as_str())?;
+    b.index(&id, Some(seq));
     Ok(Enqueued::Created(QueueView { queue, tasks }))
 }
 
@@ -173,7 +141,7 @@ pub(super) fn transition(
     to: Status,
     error: Option<String>,
 ) -> Result<Queue, StoreError> {
-    let mut q = load_queue(&b.t, id)?;
+    let mut q = load_queue(b, id)?;
     Status::queue_transition(q.status, to)?;
     set_status(b, &mut q, to)?;
     if error.is_some() {
@@ -190,9 +158,13 @@ pub(super) fn claim_next(
     // Walk the index in claim order and stop at the first queue whose environment has room.
     let mut found = None;
     for entry in b.t.waiting.iter()? {
-        let (_, raw) = entry?;
-        let id = QueueId::parse(raw.value()).map_err(|e| StoreError::Other(e.to_string()))?;
-        let q = load_queue(&b.t, &id)?;
+        let (key, _) = entry?;
+        let (_, seq) = key.value();
+        let bytes =
+            b.t.queues
+                .get(seq)?
+                .ok_or_else(|| StoreError::Other(format!("waiting queue #{seq} has no record")))?;
+        let q: Queue = codec::decode(bytes.value())?;
         if !filter.blocked_environments.contains(&q.request.environment) {
             found = Some(q);
             break;
@@ -207,7 +179,7 @@ pub(super) fn claim_next(
 }
 
 pub(super) fn abort_waiting(b: &mut Batch<'_>, id: &QueueId) -> Result<Queue, StoreError> {
-    let mut q = load_queue(&b.t, id)?;
+    let mut q = load_queue(b, id)?;
     match q.status {
         Status::Waiting => {
             set_status(b, &mut q, Status::Aborted)?;
@@ -230,15 +202,15 @@ pub(super) fn abort_waiting(b: &mut Batch<'_>, id: &QueueId) -> Result<Queue, St
 }
 
 pub(super) fn delete(b: &mut Batch<'_>, id: &QueueId) -> Result<(), StoreError> {
-    let q = load_queue(&b.t, id)?;
+    let q = load_queue(b, id)?;
     if q.status == Status::Running {
         return Err(StoreError::Conflict(format!(
             "queue {id} is running: abort it before deleting"
         )));
     }
     b.touch();
-    b.t.queues.remove(id.as_str())?;
-    b.t.arrivals.remove(q.seq)?;
+    b.t.queues.remove(q.seq)?;
+    b.index(id, None);
     if q.status == Status::Waiting {
         b.t.waiting.remove(waiting_key(&q))?;
     }
@@ -252,7 +224,7 @@ pub(super) fn set_tasks(
     id: &QueueId,
     scenarios: Vec<String>,
 ) -> Result<Vec<Task>, StoreError> {
-    let seq = load_queue(&b.t, id)?.seq;
+    let seq = load_queue(b, id)?.seq;
     let tasks: Vec<Task> = TaskId::from_scenarios(&scenarios)
         .into_iter()
         .zip(scenarios)
@@ -272,7 +244,7 @@ fn with_task<T>(
     task: &TaskId,
     f: impl FnOnce(&mut Task) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    let seq = load_queue(&b.t, id)?.seq;
+    let seq = load_queue(b, id)?.seq;
     let mut tasks = load_tasks(&b.t, seq)?;
     let t = tasks
         .iter_mut()
@@ -339,7 +311,7 @@ pub(super) fn requeue(
     bump_attempt: bool,
     reason: &str,
 ) -> Result<Queue, StoreError> {
-    let mut q = load_queue(&b.t, id)?;
+    let mut q = load_queue(b, id)?;
     set_status(b, &mut q, Status::Waiting)?;
     if bump_attempt {
         q.attempt += 1;
@@ -369,7 +341,7 @@ pub(super) fn recover(b: &mut Batch<'_>, max_attempts: u32) -> Result<Vec<Queue>
     };
     let mut out = Vec::new();
     for id in running {
-        let q = load_queue(&b.t, &id)?;
+        let q = load_queue(b, &id)?;
         if q.attempt < max_attempts {
             out.push(requeue(
                 b,

@@ -103,8 +103,10 @@ async fn a_client_older_than_the_kept_events_is_told_to_reload() {
     let app = spawn_app().await;
     let first = enqueue(&app, "first").await;
     let oldest = app.state.store.latest_seq();
-    // More changes than the event table keeps (10,000).
-    let ids: Vec<String> = (0..10_050).map(|i| format!("q{i}")).collect();
+    // More changes than the event table ever keeps.
+    let ids: Vec<String> = (0..testarena::store::MAX_EVENTS + 50)
+        .map(|i| format!("q{i}"))
+        .collect();
     futures_util::future::join_all(ids.iter().map(|id| enqueue(&app, id))).await;
     assert!(
         !app.state

@@ -273,3 +273,74 @@ async fn a_closed_store_refuses_writes_and_reopens_with_everything() {
     assert_eq!(page.items.len(), 20);
     assert_eq!(page.items[0].id.as_str(), "q19");
 }
+
+#[tokio::test]
+async fn the_same_id_enqueued_concurrently_is_created_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    // Concurrent writes share a batch: the second enqueue must see the first one's queue.
+    let same = (0..20).map(|_| store.enqueue(id("same"), req("esp32", 0)));
+    let results = futures_util::future::join_all(same).await;
+    let created = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Enqueued::Created(_))))
+        .count();
+    let existing = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Enqueued::Existing(_))))
+        .count();
+    assert_eq!((created, existing), (1, 19));
+    let other = (0..10).map(|p| store.enqueue(id("other"), req("esp32", p)));
+    let results = futures_util::future::join_all(other).await;
+    let conflicts = results
+        .iter()
+        .filter(|r| matches!(r, Err(StoreError::Conflict(_))))
+        .count();
+    assert_eq!(conflicts, 9, "one body wins, the nine others conflict");
+    assert_eq!(store.list(None, 100, None).await.unwrap().items.len(), 2);
+}
+
+#[tokio::test]
+async fn ids_survive_a_restart_deleted_ones_stay_gone_and_can_be_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for name in ["keep", "gone", "reused"] {
+        store.enqueue(id(name), req("esp32", 0)).await.unwrap();
+    }
+    store.delete(&id("gone")).await.unwrap();
+    store.delete(&id("reused")).await.unwrap();
+    let again = store.enqueue(id("reused"), req("xtensa-sim", 3)).await;
+    let Ok(Enqueued::Created(view)) = again else {
+        panic!("a deleted id can be enqueued again: {again:?}");
+    };
+    let reused_seq = view.queue.seq;
+    store.close().await;
+    drop(store);
+
+    let store = open(&dir);
+    assert!(store.get(&id("gone")).await.unwrap().is_none());
+    let reused = store.get(&id("reused")).await.unwrap().expect("reused");
+    assert_eq!(reused.queue.seq, reused_seq);
+    assert_eq!(reused.queue.request.environment, "xtensa-sim");
+    assert!(matches!(
+        store.enqueue(id("keep"), req("esp32", 0)).await.unwrap(),
+        Enqueued::Existing(_)
+    ));
+    assert!(matches!(
+        store.enqueue(id("keep"), req("esp32", 1)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.delete(&id("gone")).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let listed: Vec<String> = store
+        .list(None, 10, None)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|q| q.id.to_string())
+        .collect();
+    assert_eq!(listed, ["reused", "keep"]);
+}

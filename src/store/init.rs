@@ -1,0 +1,173 @@
+//! Opening a database file: creates the tables, checks the schema, migrates the tables of
+//! earlier versions, and rebuilds the in-memory id index.
+
+use std::collections::HashMap;
+
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableHandle, WriteTransaction,
+};
+
+use super::StoreError;
+use super::codec::{self, SCHEMA};
+use super::ids::Ids;
+use super::tables::{EVENTS, META, META_SCHEMA, META_SEQ, QUEUES, TASKS, WAITING, v1};
+use crate::model::{Queue, QueueId};
+
+/// What an opened file holds: the last sequence number and the id index.
+pub(super) struct Opened {
+    pub seq: u64,
+    pub ids: Ids,
+}
+
+pub(super) fn init(db: &Database) -> Result<Opened, StoreError> {
+    let txn = db.begin_write()?;
+    let seq;
+    {
+        let mut meta = txn.open_table(META)?;
+        let schema = meta.get(META_SCHEMA)?.map(|v| v.value());
+        match schema {
+            None => {
+                meta.insert(META_SCHEMA, SCHEMA as u64)?;
+            }
+            Some(s) if s == SCHEMA as u64 => {}
+            Some(s) => {
+                return Err(StoreError::Other(format!(
+                    "the database was written with schema {s}; this build reads schema {SCHEMA}"
+                )));
+            }
+        }
+        seq = meta.get(META_SEQ)?.map(|v| v.value()).unwrap_or(0);
+        txn.open_table(QUEUES)?;
+        txn.open_table(WAITING)?;
+        txn.open_table(TASKS)?;
+        txn.open_table(EVENTS)?;
+    }
+    migrate_v1(&txn)?;
+    txn.commit()?;
+    Ok(Opened {
+        seq,
+        ids: Ids::new(load_ids(db)?),
+    })
+}
+
+/// `queues-v1` (keyed by id) and `arrivals-v1` → `queues-v2` (keyed by arrival seq).
+fn migrate_v1(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let present: Vec<String> = txn.list_tables()?.map(|t| t.name().to_owned()).collect();
+    if !present.iter().any(|n| n == v1::QUEUES.name()) {
+        return Ok(());
+    }
+    {
+        let old = txn.open_table(v1::QUEUES)?;
+        let mut new = txn.open_table(QUEUES)?;
+        let mut moved = 0usize;
+        for entry in old.iter()? {
+            let (_, bytes) = entry?;
+            let q: Queue = codec::decode(bytes.value())?;
+            new.insert(q.seq, bytes.value())?;
+            moved += 1;
+        }
+        tracing::info!(queues = moved, "store: migrated queues-v1 to queues-v2");
+    }
+    txn.delete_table(v1::QUEUES)?;
+    txn.delete_table(v1::ARRIVALS)?;
+    Ok(())
+}
+
+fn load_ids(db: &Database) -> Result<HashMap<QueueId, u64>, StoreError> {
+    let txn = db.begin_read()?;
+    let queues = txn.open_table(QUEUES)?;
+    let mut map = HashMap::with_capacity(queues.len()? as usize);
+    for entry in queues.iter()? {
+        let (seq, bytes) = entry?;
+        let q: Queue = codec::decode(bytes.value())?;
+        map.insert(q.id, seq.value());
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{QueueRequest, Status};
+    use crate::store::Store;
+
+    fn queue(id: &str, seq: u64) -> Queue {
+        Queue {
+            id: QueueId::parse(id).unwrap(),
+            status: Status::Waiting,
+            request: QueueRequest {
+                repo: "https://git.example.invalid/fw.git".into(),
+                branch: Some("main".into()),
+                commit: None,
+                environment: "xtensa-sim".into(),
+                scenarios: vec![],
+                priority: 0,
+            },
+            seq,
+            created_at: 0,
+            started_at: None,
+            finished_at: None,
+            attempt: 1,
+            error: None,
+        }
+    }
+
+    /// A file written by a build that kept queues under their id opens with every queue
+    /// readable by id, listed in arrival order, and the old tables gone.
+    #[tokio::test]
+    async fn migrates_queues_v1() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut meta = txn.open_table(META).unwrap();
+                meta.insert(META_SCHEMA, SCHEMA as u64).unwrap();
+                meta.insert(META_SEQ, 7).unwrap();
+                let mut queues = txn.open_table(v1::QUEUES).unwrap();
+                let mut arrivals = txn.open_table(v1::ARRIVALS).unwrap();
+                for (id, seq) in [("zeta", 3), ("alpha", 7)] {
+                    queues
+                        .insert(id, codec::encode(&queue(id, seq)).as_slice())
+                        .unwrap();
+                    arrivals.insert(seq, id).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let alpha = QueueId::parse("alpha").unwrap();
+        let got = store
+            .get(&alpha)
+            .await
+            .unwrap()
+            .expect("alpha after migration");
+        assert_eq!(got.queue, queue("alpha", 7));
+        let page = store.list(None, 10, None).await.unwrap();
+        let listed: Vec<&str> = page.items.iter().map(|q| q.id.as_str()).collect();
+        assert_eq!(listed, ["alpha", "zeta"], "newest first");
+        // A new queue gets the next arrival number, after the migrated ones.
+        let new = QueueId::parse("new").unwrap();
+        store.enqueue(new, queue("x", 0).request).await.unwrap();
+        let page = store.list(None, 1, None).await.unwrap();
+        assert_eq!(page.items[0].id.as_str(), "new");
+        assert_eq!(page.items[0].seq, 8);
+        store.close().await;
+        drop(store);
+
+        let db = Database::open(&path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let names: Vec<String> = txn
+            .list_tables()
+            .unwrap()
+            .map(|t| t.name().to_owned())
+            .collect();
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.ends_with("-v1") && n.starts_with("queues"))
+        );
+        assert!(!names.iter().any(|n| n.starts_with("arrivals")));
+    }
+}
