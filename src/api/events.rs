@@ -8,7 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::json;
@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::AppState;
 use super::error::ApiError;
+use super::extract::ApiQuery;
 use super::sse::{frame, resume_point, sse_response};
 use crate::model::Change;
 use crate::store::{Store, StoreError};
@@ -26,7 +27,7 @@ use crate::store::{Store, StoreError};
 /// must reload.
 pub async fn stream(
     State(state): State<AppState>,
-    Query(params): Query<HashMap<String, String>>,
+    ApiQuery(params): ApiQuery<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let from = resume_point(&headers, &params, "change sequence number")?;

@@ -9,13 +9,14 @@
 use std::path::{Path as FsPath, PathBuf};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokio::io::AsyncReadExt;
 
 use super::AppState;
 use super::error::ApiError;
+use super::extract::ApiPath;
 use crate::model::QueueId;
 
 /// Scripts never run in a served file; inline styles (our reports) and local images do.
@@ -26,7 +27,7 @@ const CHUNK: usize = 64 * 1024;
 
 pub async fn serve_file(
     State(state): State<AppState>,
-    Path((id, path)): Path<(String, String)>,
+    ApiPath((id, path)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     let id = QueueId::parse(&id)
         .map_err(|e| ApiError::bad_request("invalid_id", e.to_string(), Some("id")))?;

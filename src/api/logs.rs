@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -20,6 +20,7 @@ use tower_http::services::ServeFile;
 
 use super::AppState;
 use super::error::ApiError;
+use super::extract::{ApiPath, ApiQuery};
 use super::queues::parse_id;
 use super::sse::{frame, resume_point, sse_response};
 use crate::logs::{FollowError, FollowItem, LogFollower};
@@ -32,8 +33,8 @@ const MAX_TAIL: usize = 100_000;
 /// `GET /api/queues/{id}/log[?tail=N]`: `text/plain`; `Range: bytes=` is honoured (206/416).
 pub async fn text(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
-    Query(params): Query<HashMap<String, String>>,
+    ApiPath(raw): ApiPath<String>,
+    ApiQuery(params): ApiQuery<HashMap<String, String>>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&raw)?;
@@ -104,8 +105,8 @@ fn plain_text(body: Body) -> Response {
 /// `GET /api/queues/{id}/log/stream[?from=OFFSET]`: `log` events, then `end`.
 pub async fn stream(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
-    Query(params): Query<HashMap<String, String>>,
+    ApiPath(raw): ApiPath<String>,
+    ApiQuery(params): ApiQuery<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&raw)?;

@@ -11,6 +11,7 @@
 
 pub mod error;
 pub mod events;
+pub mod extract;
 pub mod files;
 pub mod json;
 pub mod logs;

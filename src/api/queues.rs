@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
+use super::extract::{ApiPath, ApiQuery};
 use super::json::ApiJson;
 use super::validate;
 use crate::model::{Queue, QueueId, Status, Task, rfc3339};
@@ -101,7 +102,7 @@ pub async fn enqueue(
 
 pub async fn list(
     State(state): State<AppState>,
-    Query(params): Query<HashMap<String, String>>,
+    ApiQuery(params): ApiQuery<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let mut status = None;
     let mut limit = DEFAULT_LIMIT;
@@ -159,7 +160,7 @@ pub async fn list(
 
 pub async fn get(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&raw)?;
     let view = state
@@ -172,7 +173,7 @@ pub async fn get(
 
 pub async fn abort(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&raw)?;
     stop(&state, &id).await?;
@@ -232,7 +233,7 @@ async fn stop(state: &AppState, id: &QueueId) -> Result<(), ApiError> {
 
 pub async fn delete(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&raw)?;
     match stop(&state, &id).await {

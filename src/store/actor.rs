@@ -130,9 +130,9 @@ impl Batch<'_> {
 pub(super) struct Publisher {
     pub changes: broadcast::Sender<Change>,
     pub latest: watch::Sender<u64>,
-    /// Where the callers are answered. Waking a caller's task from this thread costs a
-    /// measurable part of a small write; on the runtime the next batch does not wait for it.
-    /// `None` (no runtime at open): answered here.
+    /// Where the callers are answered: a multi-thread runtime (waking a caller's task from
+    /// this thread costs a measurable part of a small write; on the runtime the next batch does
+    /// not wait for it). `None` (opened outside one): answered here.
     pub replies: Option<tokio::runtime::Handle>,
 }
 
@@ -172,7 +172,7 @@ fn commit_batch(db: &Database, ids: &Ids, jobs: Vec<Job>, publisher: &Publisher)
         }
     };
     let ran = run_jobs(&txn, ids, jobs);
-    let (finishes, changes, pending, outcome) = match ran {
+    let (finishes, changes, outcome) = match ran {
         Err(e) => {
             tracing::error!(error = %e, "store: cannot open the tables");
             return;
@@ -184,7 +184,7 @@ fn commit_batch(db: &Database, ids: &Ids, jobs: Vec<Job>, publisher: &Publisher)
         }) => {
             let _ = txn.abort();
             let e = StoreError::Other("a write failed; the batch was rolled back".into());
-            (finishes, Vec::new(), Pending::new(), Err(e))
+            (finishes, Vec::new(), Err(e))
         }
         Ok(Ran {
             finishes,
@@ -193,7 +193,7 @@ fn commit_batch(db: &Database, ids: &Ids, jobs: Vec<Job>, publisher: &Publisher)
         }) => {
             // Nothing was written (e.g. a claim with nothing to claim): no commit, no fsync.
             let _ = txn.abort();
-            (finishes, Vec::new(), Pending::new(), Ok(()))
+            (finishes, Vec::new(), Ok(()))
         }
         Ok(Ran {
             finishes,
@@ -201,14 +201,13 @@ fn commit_batch(db: &Database, ids: &Ids, jobs: Vec<Job>, publisher: &Publisher)
             pending,
             ..
         }) => {
-            let committed = txn.commit().map_err(StoreError::from);
-            (finishes, changes, pending, committed)
+            // The id index changes with the commit, before anyone hears of the batch.
+            let committed = ids.commit(pending, || txn.commit().map_err(StoreError::from));
+            (finishes, changes, committed)
         }
     };
     match &outcome {
         Ok(()) => {
-            // Before anyone hears of the batch: an id a caller was told about can be read.
-            ids.apply(pending);
             let last = changes.last().map(|c| c.seq);
             for change in changes {
                 let _ = publisher.changes.send(change);
@@ -219,15 +218,26 @@ fn commit_batch(db: &Database, ids: &Ids, jobs: Vec<Job>, publisher: &Publisher)
         }
         Err(e) => tracing::error!(error = %e, "store: commit failed"),
     }
-    let answer = move || {
-        for finish in finishes {
-            finish(outcome.clone());
-        }
-    };
+    let answers = Answers { finishes, outcome };
     match &publisher.replies {
-        // A runtime that is shutting down drops the task: the callers see `Unavailable`.
-        Some(rt) => drop(rt.spawn(async move { answer() })),
-        None => answer(),
+        // A runtime that is shutting down drops the task, and with it the answers: they are
+        // delivered by `Drop` all the same.
+        Some(rt) => drop(rt.spawn(async move { drop(answers) })),
+        None => drop(answers),
+    }
+}
+
+/// A batch's answers: delivered when dropped, wherever that happens.
+struct Answers {
+    finishes: Vec<Finish>,
+    outcome: Result<(), StoreError>,
+}
+
+impl Drop for Answers {
+    fn drop(&mut self) {
+        for finish in self.finishes.drain(..) {
+            finish(self.outcome.clone());
+        }
     }
 }
 

@@ -8,9 +8,9 @@ use redb::{
 };
 
 use super::StoreError;
-use super::codec::{self, SCHEMA};
+use super::codec;
 use super::ids::Ids;
-use super::tables::{EVENTS, META, META_SCHEMA, META_SEQ, QUEUES, TASKS, WAITING, v1};
+use super::tables::{EVENTS, FORMAT, META, META_SCHEMA, META_SEQ, QUEUES, TASKS, WAITING, v1};
 use crate::model::{Queue, QueueId};
 
 /// What an opened file holds: the last sequence number and the id index.
@@ -20,29 +20,34 @@ pub(super) struct Opened {
 }
 
 pub(super) fn init(db: &Database) -> Result<Opened, StoreError> {
+    // One transaction: a crash during a migration leaves the file as it was.
     let txn = db.begin_write()?;
     let seq;
     {
         let mut meta = txn.open_table(META)?;
-        let schema = meta.get(META_SCHEMA)?.map(|v| v.value());
-        match schema {
-            None => {
-                meta.insert(META_SCHEMA, SCHEMA as u64)?;
-            }
-            Some(s) if s == SCHEMA as u64 => {}
-            Some(s) => {
+        let format = meta.get(META_SCHEMA)?.map(|v| v.value());
+        let migrate = match format {
+            None => false,
+            Some(1) => true,
+            Some(FORMAT) => false,
+            Some(f) => {
                 return Err(StoreError::Other(format!(
-                    "the database was written with schema {s}; this build reads schema {SCHEMA}"
+                    "the database was written by a newer build (file format {f}; this build reads formats 1 to {FORMAT}): run that build, or start with another root"
                 )));
             }
-        }
+        };
+        // Format 1 stored the record schema byte here; an older build refuses format 2.
+        meta.insert(META_SCHEMA, FORMAT)?;
         seq = meta.get(META_SEQ)?.map(|v| v.value()).unwrap_or(0);
         txn.open_table(QUEUES)?;
         txn.open_table(WAITING)?;
         txn.open_table(TASKS)?;
         txn.open_table(EVENTS)?;
+        drop(meta);
+        if migrate {
+            migrate_v1(&txn)?;
+        }
     }
-    migrate_v1(&txn)?;
     txn.commit()?;
     Ok(Opened {
         seq,
@@ -88,7 +93,7 @@ fn load_ids(db: &Database) -> Result<HashMap<QueueId, u64>, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{QueueRequest, Status};
+    use crate::model::{QueueRequest, Status, Task, TaskId};
     use crate::store::Store;
 
     fn queue(id: &str, seq: u64) -> Queue {
@@ -123,16 +128,23 @@ mod tests {
             let txn = db.begin_write().unwrap();
             {
                 let mut meta = txn.open_table(META).unwrap();
-                meta.insert(META_SCHEMA, SCHEMA as u64).unwrap();
+                meta.insert(META_SCHEMA, 1).unwrap();
                 meta.insert(META_SEQ, 7).unwrap();
                 let mut queues = txn.open_table(v1::QUEUES).unwrap();
                 let mut arrivals = txn.open_table(v1::ARRIVALS).unwrap();
+                let mut waiting = txn.open_table(WAITING).unwrap();
+                let mut tasks = txn.open_table(TASKS).unwrap();
                 for (id, seq) in [("zeta", 3), ("alpha", 7)] {
                     queues
                         .insert(id, codec::encode(&queue(id, seq)).as_slice())
                         .unwrap();
                     arrivals.insert(seq, id).unwrap();
+                    waiting.insert((0, seq), id).unwrap();
                 }
+                let task = Task::new(TaskId::parse("boot").unwrap(), "boot.xml".into());
+                tasks
+                    .insert((7, 0), codec::encode(&task).as_slice())
+                    .unwrap();
             }
             txn.commit().unwrap();
         }
@@ -144,6 +156,16 @@ mod tests {
             .unwrap()
             .expect("alpha after migration");
         assert_eq!(got.queue, queue("alpha", 7));
+        assert_eq!(got.tasks.len(), 1, "tasks stay with their queue");
+        assert_eq!(got.tasks[0].scenario, "boot.xml");
+        let waiting: Vec<String> = store
+            .waiting()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|q| q.id.to_string())
+            .collect();
+        assert_eq!(waiting, ["zeta", "alpha"], "claim order: oldest first");
         let page = store.list(None, 10, None).await.unwrap();
         let listed: Vec<&str> = page.items.iter().map(|q| q.id.as_str()).collect();
         assert_eq!(listed, ["alpha", "zeta"], "newest first");
@@ -169,5 +191,30 @@ mod tests {
                 .any(|n| n.ends_with("-v1") && n.starts_with("queues"))
         );
         assert!(!names.iter().any(|n| n.starts_with("arrivals")));
+    }
+
+    /// A file of a newer format is refused with a message that says what to do, and is left
+    /// as it was.
+    #[test]
+    fn a_newer_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert(META_SCHEMA, FORMAT + 1)
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let err = Store::open(&path).err().expect("refused");
+        let message = err.to_string();
+        assert!(message.contains("newer build"), "{message}");
+        assert!(message.contains("another root"), "{message}");
+        let db = Database::open(&path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let meta = txn.open_table(META).unwrap();
+        assert_eq!(meta.get(META_SCHEMA).unwrap().unwrap().value(), FORMAT + 1);
     }
 }

@@ -1,14 +1,17 @@
 //! The redb store: typed records, one writer thread, and the change feed.
 //!
-//! - `tables` every table definition, `codec` the record encoding, `actor` the writer thread
-//!   that folds concurrent writes into one commit, `writes` the write operations, `reads` the
-//!   read-only queries.
+//! - `tables` every table definition, `codec` the record encoding, `init` opening a file (format
+//!   check, migration, the id index), `ids` the in-memory queue id → arrival index, `actor` the
+//!   writer thread that folds concurrent writes into one commit, `writes` the write operations,
+//!   `reads` the read-only queries.
 //! - No redb type leaves this module. redb blocks, so async callers reach it through the writer
 //!   thread (writes) or `spawn_blocking` (reads), never on a runtime worker thread.
 //! - After every commit each change is published on a broadcast channel (`subscribe`) and the
 //!   latest sequence on a watch (`latest_seq`, `watch_seq`); changes are also kept in the event
 //!   table (the newest `KEEP_EVENTS` to `MAX_EVENTS`) so an SSE client can resume.
 //! - Durability: every commit is immediate (fsync before the caller is answered).
+//! - Callers are answered from a task on the multi-thread runtime the store was opened in (on
+//!   the writer thread when opened elsewhere); answers that runtime drops are delivered anyway.
 
 mod actor;
 mod codec;
@@ -115,7 +118,10 @@ impl Store {
         let publisher = actor::Publisher {
             changes: changes.clone(),
             latest: latest_tx,
-            replies: tokio::runtime::Handle::try_current().ok(),
+            // A current-thread runtime answers only while someone drives it: answer here.
+            replies: tokio::runtime::Handle::try_current()
+                .ok()
+                .filter(|rt| rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread),
         };
         let (thread_db, thread_ids) = (db.clone(), ids.clone());
         let thread = std::thread::Builder::new()

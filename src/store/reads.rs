@@ -36,11 +36,11 @@ fn queue(txn: &ReadTransaction, seq: u64) -> Result<Option<Queue>, StoreError> {
 }
 
 pub(super) fn get(db: &Database, ids: &Ids, id: &QueueId) -> Result<Option<QueueView>, StoreError> {
-    // The index first, the snapshot after (see `ids`).
-    let Some(seq) = ids.get(id) else {
+    // The lookup and the snapshot agree (see `ids`).
+    let Some((seq, txn)) = ids.snapshot(id, |seq| (seq, db.begin_read())) else {
         return Ok(None);
     };
-    let txn = db.begin_read()?;
+    let txn = txn?;
     let Some(queue) = queue(&txn, seq)? else {
         return Ok(None);
     };

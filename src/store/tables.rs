@@ -1,5 +1,5 @@
 //! Every redb table, in one place, with a versioned name. Never change an encoding in place:
-//! add a `-v2` table and migrate (`migrate.rs`).
+//! add a `-v2` table, raise [`FORMAT`] and migrate (`init.rs`).
 //!
 //! Keys are chosen so that the common writes append and the common reads are range scans:
 //! - `QUEUES`      arrival seq → encoded [`crate::model::Queue`] (newest-first listing and
@@ -21,8 +21,11 @@ pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta-v
 
 /// `META` key of the last sequence number handed out (changes and arrivals share it).
 pub(super) const META_SEQ: &str = "seq";
-/// `META` key of the codec schema the file was written with.
+/// `META` key of the file format (which tables, keyed how) the file was written with.
 pub(super) const META_SCHEMA: &str = "schema";
+/// The file format this build writes. 1: queues keyed by id (`queues-v1`, `arrivals-v1`);
+/// 2: queues keyed by arrival (`queues-v2`). A build refuses a file of a newer format.
+pub(super) const FORMAT: u64 = 2;
 
 /// Tables of earlier versions, read only by the migration.
 pub(super) mod v1 {

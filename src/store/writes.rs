@@ -157,18 +157,25 @@ pub(super) fn claim_next(
 ) -> Result<Option<Queue>, StoreError> {
     // Walk the index in claim order and stop at the first queue whose environment has room.
     let mut found = None;
+    let mut stale = Vec::new();
     for entry in b.t.waiting.iter()? {
         let (key, _) = entry?;
-        let (_, seq) = key.value();
-        let bytes =
-            b.t.queues
-                .get(seq)?
-                .ok_or_else(|| StoreError::Other(format!("waiting queue #{seq} has no record")))?;
+        let key = key.value();
+        let Some(bytes) = b.t.queues.get(key.1)? else {
+            stale.push(key);
+            continue;
+        };
         let q: Queue = codec::decode(bytes.value())?;
         if !filter.blocked_environments.contains(&q.request.environment) {
             found = Some(q);
             break;
         }
+    }
+    // An index entry without its queue cannot be run; it must not stop the others.
+    for key in stale {
+        tracing::error!(seq = key.1, "store: a waiting entry has no queue; removed");
+        b.touch();
+        b.t.waiting.remove(key)?;
     }
     let Some(mut q) = found else {
         return Ok(None);

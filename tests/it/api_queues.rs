@@ -295,3 +295,39 @@ async fn healthz() {
     let resp = router(state).oneshot(get("/healthz")).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
 }
+
+/// Paths and query strings that cannot even be decoded get the same JSON error body as every
+/// other mistake, not axum's plain text.
+#[tokio::test]
+async fn undecodable_paths_and_queries_are_json_errors() {
+    let (state, _dir) = test_state("[worker]\nslots = 0");
+    for path in [
+        "/api/queues/%FF",
+        "/api/queues/%FF/abort",
+        "/api/queues/%C3%28/log",
+        "/queues/%FF/files/report.html",
+    ] {
+        let method = if path.ends_with("abort") {
+            "POST"
+        } else {
+            "GET"
+        };
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .unwrap();
+        let (s, _, err) = call(&state, req).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path}");
+        assert_error(&err, "invalid_path", None);
+    }
+    for path in [
+        "/api/queues?status=%FF",
+        "/api/events?after=%FF",
+        "/api/queues/x/log?offset=%FF",
+    ] {
+        let (s, _, err) = call(&state, get(path)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path}");
+        assert_error(&err, "invalid_query", None);
+    }
+}

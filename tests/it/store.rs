@@ -344,3 +344,104 @@ async fn ids_survive_a_restart_deleted_ones_stay_gone_and_can_be_reused() {
         .collect();
     assert_eq!(listed, ["reused", "keep"]);
 }
+
+#[tokio::test]
+async fn pages_follow_the_cursor_newest_first_with_a_status_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for i in 0..7 {
+        store
+            .enqueue(id(&format!("p{i}")), req("esp32", 0))
+            .await
+            .unwrap();
+    }
+    store
+        .abort_waiting(&id("p5"))
+        .await
+        .expect("abort a waiting queue");
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    let mut sizes = Vec::new();
+    loop {
+        let page = store.list(None, 3, cursor).await.unwrap();
+        sizes.push(page.items.len());
+        seen.extend(page.items.iter().map(|q| q.id.to_string()));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(sizes, [3, 3, 1]);
+    assert_eq!(seen, ["p6", "p5", "p4", "p3", "p2", "p1", "p0"]);
+    let waiting = store.list(Some(Status::Waiting), 10, None).await.unwrap();
+    let ids: Vec<&str> = waiting.items.iter().map(|q| q.id.as_str()).collect();
+    assert_eq!(ids, ["p6", "p4", "p3", "p2", "p1", "p0"]);
+    assert!(waiting.next_cursor.is_none());
+    let aborted = store.list(Some(Status::Aborted), 10, None).await.unwrap();
+    assert_eq!(aborted.items.len(), 1);
+}
+
+/// A queue that a listing shows can be read by its id, even while batches are committing:
+/// the id index and the snapshots never disagree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listed_queue_can_always_be_read_by_id() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = tokio::spawn({
+        let (store, stop) = (store.clone(), stop.clone());
+        async move {
+            let (mut reads, mut misses) = (0, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                for q in store.list(None, 3, None).await.unwrap().items {
+                    reads += 1;
+                    if store.get(&q.id).await.unwrap().is_none() {
+                        misses.push(q.id.to_string());
+                    }
+                }
+            }
+            (reads, misses)
+        }
+    });
+    for burst in 0..60 {
+        let enqueues =
+            (0..64).map(|i| store.enqueue(id(&format!("b{burst}-{i}")), req("esp32", 0)));
+        for r in futures_util::future::join_all(enqueues).await {
+            r.unwrap();
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (reads, misses) = reader.await.unwrap();
+    assert!(reads > 0, "the reader ran");
+    assert!(misses.is_empty(), "listed but not found by id: {misses:?}");
+}
+
+/// The store answers on the runtime it was opened in; once that runtime is gone, a caller on
+/// another runtime still gets its answer (and the truth: the write was committed).
+#[test]
+fn answers_arrive_after_the_opening_runtime_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let store = first.block_on(async { open(&dir) });
+    drop(first);
+    let other = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    other.block_on(async {
+        let wait = std::time::Duration::from_secs(10);
+        let answer = tokio::time::timeout(wait, store.enqueue(id("late"), req("esp32", 0)))
+            .await
+            .expect("answered");
+        assert!(matches!(answer, Ok(Enqueued::Created(_))), "{answer:?}");
+        let stored = store.get(&id("late")).await.unwrap();
+        assert!(stored.is_some());
+        store.close().await;
+    });
+}
