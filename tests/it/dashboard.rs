@@ -1,7 +1,7 @@
 //! The browser dashboard in a real browser (headless Chromium over WebDriver): the list follows
 //! runs live, the enqueue form shows API errors at their field, the queue page follows its log
-//! live and after the end, abort and delete work from their buttons, a 200,000-line log stays
-//! smooth, hostile log text stays text. Plus the HTML error pages and static files over HTTP.
+//! live and after the end, abort and delete work from their buttons, the list reconnects after a
+//! server restart, a 200,000-line log stays smooth, hostile log text stays text. Plus the HTML error pages and static files over HTTP.
 //!
 //! Browser tests take one lock, so that one Chromium runs at a time. Every wait is a bounded
 //! wait for a condition in the page, never a fixed sleep.
@@ -272,6 +272,50 @@ async fn abort_and_delete_work_from_their_buttons() {
     .expect("the test finished in time");
     b.quit().await;
     f.app.stop().await;
+}
+
+/// The server restarts under an open list page: the page says it lost the connection, comes
+/// back live on its own, receives the changes it missed from where it stopped (counted once),
+/// and is never reloaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_list_reconnects_after_a_server_restart_and_misses_nothing() {
+    let _one = BROWSER.lock().await;
+    let app = spawn_app_with("[worker]\nslots = 0\n").await;
+    let body = |id: &str| json!({"id": id, "repo": "/srv/fw.git", "branch": "main", "environment": "esp32"});
+    assert_eq!(
+        app.post_json("/api/queues", &body("before")).await.status(),
+        201
+    );
+    let b = Browser::start().await;
+    let row = |id: &str| format!("document.querySelector('tr[data-id=\"{id}\"]')");
+    let url = app.url("/");
+    let app = tokio::time::timeout(TEST_LIMIT, async {
+        b.goto(&url).await;
+        b.wait_for("the change feed to be live", "return document.getElementById('conn').dataset.state === 'live'").await;
+        b.exec("window.samePage = true; return null").await;
+
+        let down = app.go_down().await;
+        b.wait_for("the page to say it is reconnecting", "return document.getElementById('conn').dataset.state === 'reconnecting'").await;
+        let app = down.start_again().await;
+        // Enqueued before the page is back: it must come from the resumed feed.
+        assert_eq!(app.post_json("/api/queues", &body("after")).await.status(), 201);
+        b.wait_for("the page to be live again", "return document.getElementById('conn').dataset.state === 'live'").await;
+        b.wait_for("the queue enqueued during the reconnect", &format!("const r = {}; return r && r.dataset.status === 'waiting'", row("after"))).await;
+        assert_eq!(b.exec("return Array.from(document.querySelectorAll('#rows tr')).map(r => r.dataset.id)").await, json!(["after", "before"]));
+        b.wait_for("each change counted once", "return document.querySelector('[data-count=\"waiting\"]').textContent === '2' && document.querySelector('[data-count=\"all\"]').textContent === '2'").await;
+
+        // Live after the reconnect, too.
+        let r = app.client.post(app.url("/api/queues/before/abort")).send().await.expect("abort");
+        assert_eq!(r.status(), 200);
+        b.wait_for("the abort to show", &format!("const r = {}; return r && r.dataset.status === 'aborted'", row("before"))).await;
+        b.wait_for("the counts to follow", "return document.querySelector('[data-count=\"waiting\"]').textContent === '1' && document.querySelector('[data-count=\"aborted\"]').textContent === '1'").await;
+        assert_eq!(b.exec("return window.samePage === true").await, true, "the page was reloaded");
+        app
+    })
+    .await
+    .expect("the test finished in time");
+    b.quit().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,6 +18,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub root: PathBuf,
     server: Option<Server>,
+    toml: String,
     _dir: tempfile::TempDir,
 }
 
@@ -25,11 +26,20 @@ pub struct TestApp {
 pub async fn spawn_app_with(extra_toml: &str) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path().join("root");
-    let mut config = Config::from_toml("test.toml", extra_toml).expect("test config");
-    config.root = root.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
+    start_on(listener, root, extra_toml.to_owned(), dir).await
+}
+
+async fn start_on(
+    listener: tokio::net::TcpListener,
+    root: PathBuf,
+    toml: String,
+    dir: tempfile::TempDir,
+) -> TestApp {
+    let mut config = Config::from_toml("test.toml", &toml).expect("test config");
+    config.root = root.clone();
     let server = Server::start(config, listener)
         .await
         .expect("server starts");
@@ -39,7 +49,26 @@ pub async fn spawn_app_with(extra_toml: &str) -> TestApp {
         client: reqwest::Client::new(),
         root,
         server: Some(server),
+        toml,
         _dir: dir,
+    }
+}
+
+/// A server that was stopped with its root and address kept, to be started again.
+pub struct Stopped {
+    addr: SocketAddr,
+    root: PathBuf,
+    toml: String,
+    dir: tempfile::TempDir,
+}
+
+impl Stopped {
+    /// A new server on the same address and root: to a browser or a client, a restart.
+    pub async fn start_again(self) -> TestApp {
+        let listener = tokio::net::TcpListener::bind(self.addr)
+            .await
+            .expect("the stopped server's address is free again");
+        start_on(listener, self.root, self.toml, self.dir).await
     }
 }
 
@@ -108,6 +137,30 @@ impl TestApp {
     pub async fn stop(mut self) {
         if let Some(server) = self.server.take() {
             server.stop().await;
+        }
+    }
+
+    /// Stops the server gracefully but keeps its root and address for `start_again`.
+    pub async fn go_down(self) -> Stopped {
+        let TestApp {
+            addr,
+            state,
+            root,
+            server,
+            toml,
+            _dir,
+            ..
+        } = self;
+        // The store's file stays open while any handle to it lives.
+        drop(state);
+        if let Some(server) = server {
+            server.stop().await;
+        }
+        Stopped {
+            addr,
+            root,
+            toml,
+            dir: _dir,
         }
     }
 }
