@@ -6,6 +6,7 @@
 //! - `model`    queues, tasks, test results, statuses and the state machine (pure)
 //! - `store`    the redb store: tables, codec, store actor, change feed
 //! - `exec`     subprocess supervision: process groups, line reading, timeouts, kill tree
+//! - `hooks`    webhook deliveries (Gitea push and pull_request) into queue requests (pure)
 //! - `worker`   event-driven scheduler and the per-queue pipeline
 //! - `scenario` XML scenario model, parser and runner
 //! - `logs`     the log hub: append to `queue.log`, broadcast, replay from an offset
@@ -17,6 +18,7 @@ pub mod api;
 pub mod client;
 pub mod config;
 pub mod exec;
+pub mod hooks;
 pub mod logs;
 pub mod model;
 pub mod report;

@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod files;
+pub mod hooks;
 pub mod json;
 pub mod logs;
 pub mod pages;
@@ -60,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/queues/{id}/log", get(logs::text))
         .route("/api/queues/{id}/log/stream", get(logs::stream))
         .route("/api/events", get(events::stream))
+        .route("/api/hooks/gitea", post(hooks::gitea))
         .route("/queues/{id}/files/{*path}", get(files::serve_file))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -13,8 +13,10 @@ use serde::Deserialize;
 
 use crate::model::parse_duration;
 
+mod gitea;
 mod values;
 
+pub use gitea::{GiteaConfig, Secret};
 pub use values::{ConsoleKind, parse_size};
 use values::{Dur, Size};
 
@@ -47,6 +49,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub worker: WorkerConfig,
     pub environments: BTreeMap<String, Environment>,
+    pub gitea: GiteaConfig,
     /// `serve --echo-logs`: queue log lines also go to the server's stdout (flag only).
     pub echo_logs: bool,
 }
@@ -91,6 +94,7 @@ struct Layer {
     worker: Option<WorkerLayer>,
     #[serde(default)]
     environments: BTreeMap<String, EnvLayer>,
+    gitea: Option<gitea::GiteaLayer>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -199,6 +203,7 @@ struct Builder {
     api: ApiLayer,
     worker: WorkerLayer,
     environments: BTreeMap<String, EnvLayer>,
+    gitea: gitea::GiteaLayer,
 }
 
 macro_rules! take {
@@ -225,6 +230,9 @@ impl Builder {
                 max_attempts,
                 max_line
             );
+        }
+        if let Some(g) = layer.gitea {
+            self.gitea.apply(g);
         }
         for (name, env) in layer.environments {
             let slot = self.environments.entry(name).or_default();
@@ -274,6 +282,8 @@ impl Builder {
                 "TESTARENA_WORKER_MAX_ATTEMPTS" => {
                     self.worker.max_attempts = Some(num(&value)? as u32)
                 }
+                "TESTARENA_GITEA_SECRET" => self.gitea.secret = Some(value),
+                "TESTARENA_GITEA_ENVIRONMENT" => self.gitea.environment = Some(value),
                 _ => {}
             }
         }
@@ -384,12 +394,15 @@ impl Builder {
             };
             environments.insert(name, env);
         }
+        let names: Vec<&str> = environments.keys().map(String::as_str).collect();
+        let gitea = self.gitea.finish(origin, &names)?;
         Ok(Config {
             listen,
             root,
             api: ApiConfig { max_body },
             worker,
             environments,
+            gitea,
             echo_logs: false,
         })
     }

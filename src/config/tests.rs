@@ -105,3 +105,41 @@ fn environment_overrides_and_flags() {
         .to_string();
     assert!(e.contains("TESTARENA_WORKER_SLOTS"), "{e}");
 }
+
+#[test]
+fn gitea_section_defaults_overrides_and_errors() {
+    let d = Config::defaults().gitea;
+    assert_eq!(d.secret, None, "webhooks are off until a secret is set");
+    assert_eq!(d.environment, "esp32");
+    assert!(d.scenarios.is_empty() && d.branches.is_empty());
+
+    let env = [
+        ("TESTARENA_GITEA_SECRET".to_owned(), "from-env".to_owned()),
+        (
+            "TESTARENA_GITEA_ENVIRONMENT".to_owned(),
+            "xtensa-sim".to_owned(),
+        ),
+    ];
+    let c = Config::load(&Overrides::default(), env).unwrap();
+    assert_eq!(
+        c.gitea.secret.as_ref().map(Secret::expose),
+        Some(&b"from-env"[..])
+    );
+    assert_eq!(c.gitea.environment, "xtensa-sim");
+    let shown = format!("{c:?}");
+    assert!(
+        !shown.contains("from-env"),
+        "the secret never shows: {shown}"
+    );
+
+    let e = err("[gitea]\nenvironment = \"stm32\"");
+    assert!(
+        e.contains("my.toml") && e.contains("gitea.environment"),
+        "{e}"
+    );
+    assert!(e.contains("esp32, xtensa-sim"), "{e}");
+    let e = err("[gitea]\nscenarios = [\"../x.xml\"]");
+    assert!(e.contains("gitea.scenarios"), "{e}");
+    let e = err("[gitea]\ntoken = \"x\"");
+    assert!(e.contains("my.toml") && e.contains("token"), "{e}");
+}

@@ -7,6 +7,7 @@ mod dashboard;
 mod e2e_qemu;
 mod events_sse;
 mod helpers;
+mod hooks;
 mod logs_sse;
 mod reports;
 mod store;

@@ -33,7 +33,7 @@ const SCENARIO_FAIL: &str = r#"<scenario name="fail">
 </scenario>
 "#;
 
-fn git(dir: &Path, args: &[&str]) {
+pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .args([
             "-c",
@@ -52,6 +52,7 @@ fn git(dir: &Path, args: &[&str]) {
         "git {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// A git repository with `files`, committed on `main`.

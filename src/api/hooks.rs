@@ -1,0 +1,140 @@
+//! `POST /api/hooks/gitea`: a Gitea webhook delivery becomes a queue.
+//!
+//! Checked in this order, each with its own error: webhooks configured (a secret is set),
+//! JSON content type, the HMAC-SHA256 signature over the raw body, the event. Then the delivery
+//! is validated like any enqueue. Answers: 202 with the new queue; 200 with the queue when the
+//! same commit is already queued (redelivery, a push and a pull-request update, a tag); 200 with
+//! `ignored` and the reason for a delivery that queues nothing. Gitea shows the answer in the
+//! webhook's delivery history.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::AppState;
+use super::error::ApiError;
+use super::queues::{EnqueueBody, queue_json};
+use super::validate;
+use crate::hooks::gitea::{Decision, Wanted, decide};
+use crate::hooks::signature_matches;
+use crate::store::{Enqueued, StoreError};
+
+pub async fn gitea(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let Some(secret) = &state.config.gitea.secret else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "hooks_disabled",
+            "webhooks are off: set [gitea] secret (or TESTARENA_GITEA_SECRET) on the server and the same secret in the Gitea webhook",
+        ));
+    };
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
+    if !json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "set the webhook's POST content type to application/json",
+        ));
+    }
+    let body = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the delivery is larger than the server accepts ([api] max_body)",
+            )
+        } else {
+            ApiError::bad_request("unreadable_body", r.body_text(), None)
+        }
+    })?;
+    let header_text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let signature = header_text("x-gitea-signature")
+        .or_else(|| header_text("x-hub-signature-256").and_then(|s| s.strip_prefix("sha256=")))
+        .unwrap_or("");
+    if !signature_matches(secret.expose(), &body, signature) {
+        let message = if signature.is_empty() {
+            "the delivery is not signed: set the same secret in the Gitea webhook as [gitea] secret"
+        } else {
+            "the signature does not match the body: the webhook's secret differs from [gitea] secret"
+        };
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+            message,
+        ));
+    }
+    let delivery = header_text("x-gitea-delivery").unwrap_or("").to_owned();
+    let Some(event) = header_text("x-gitea-event") else {
+        return Err(ApiError::bad_request(
+            "missing_event",
+            "the X-Gitea-Event header is missing: send Gitea webhook deliveries here",
+            None,
+        ));
+    };
+    let wanted = match decide(event, &body, &state.config.gitea) {
+        Err(e) => return Err(ApiError::bad_request("invalid_payload", e.0, None)),
+        Ok(Decision::Ignore(why)) => {
+            tracing::info!(%delivery, event, %why, "webhook delivery not queued");
+            let answer = json!({"ignored": why, "delivery": delivery});
+            return Ok((StatusCode::OK, Json(answer)).into_response());
+        }
+        Ok(Decision::Queue(wanted)) => wanted,
+    };
+    enqueue(&state, wanted, &delivery).await
+}
+
+async fn enqueue(state: &AppState, wanted: Wanted, delivery: &str) -> Result<Response, ApiError> {
+    let gitea = &state.config.gitea;
+    let body = EnqueueBody {
+        id: Some(wanted.id.to_string()),
+        repo: wanted.repo,
+        branch: wanted.branch,
+        commit: Some(wanted.commit),
+        environment: gitea.environment.clone(),
+        scenarios: Some(gitea.scenarios.clone()),
+        priority: Some(gitea.priority),
+    };
+    let (id, request) = validate::enqueue(&body, &state.config)
+        .map_err(|e| ApiError::bad_request("invalid_payload", e.message, None))?;
+    let (status, queue) = match state.store.enqueue(id.clone(), request).await {
+        Ok(Enqueued::Created(view)) => (StatusCode::ACCEPTED, view.queue),
+        Ok(Enqueued::Existing(view)) => (StatusCode::OK, view.queue),
+        // The same commit, asked for another way (a push and a pull request): already queued.
+        Err(StoreError::Conflict(_)) => match state.store.get(&id).await? {
+            Some(view) => (StatusCode::OK, view.queue),
+            None => {
+                return Err(ApiError::conflict(format!(
+                    "queue {id} changed meanwhile: redeliver"
+                )));
+            }
+        },
+        Err(e) => return Err(e.into()),
+    };
+    let duplicate = status == StatusCode::OK;
+    tracing::info!(%delivery, queue = %id, why = %wanted.why, duplicate, "webhook delivery");
+    let answer = json!({
+        "queue": queue_json(state, &queue, None),
+        "why": wanted.why,
+        "duplicate": duplicate,
+        "delivery": delivery,
+    });
+    let mut response = (status, Json(answer)).into_response();
+    if let Ok(v) = format!("/api/queues/{id}").parse() {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(response)
+}

@@ -1,0 +1,267 @@
+//! Gitea deliveries: `push` and `pull_request` become queues; everything else is answered with
+//! the reason it was not queued (Gitea shows the answer in the webhook's delivery history).
+
+use serde::Deserialize;
+
+use crate::config::GiteaConfig;
+use crate::model::QueueId;
+
+/// What a delivery asks for, before the API validates it like any enqueue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    pub id: QueueId,
+    pub repo: String,
+    pub branch: Option<String>,
+    pub commit: String,
+    /// For the log and the answer: "push to main", "pull request #4 (synchronized)".
+    pub why: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Queue(Wanted),
+    /// Not queued, and why.
+    Ignore(String),
+}
+
+/// The payload is not what the event says it is.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Malformed(pub String);
+
+#[derive(Deserialize)]
+struct Repository {
+    full_name: String,
+    clone_url: String,
+}
+
+#[derive(Deserialize)]
+struct Push {
+    #[serde(rename = "ref")]
+    git_ref: String,
+    after: String,
+    repository: Repository,
+}
+
+#[derive(Deserialize)]
+struct PullRequestEvent {
+    action: String,
+    number: u64,
+    pull_request: PullRequest,
+    repository: Repository,
+}
+
+#[derive(Deserialize)]
+struct PullRequest {
+    head: Head,
+}
+
+#[derive(Deserialize)]
+struct Head {
+    sha: String,
+}
+
+/// Decides what delivery `event` (the `X-Gitea-Event` header) with `body` asks for.
+pub fn decide(event: &str, body: &[u8], config: &GiteaConfig) -> Result<Decision, Malformed> {
+    match event {
+        "push" => push(parse(event, body)?, config),
+        "pull_request" => pull_request(parse(event, body)?),
+        other => Ok(Decision::Ignore(format!(
+            "{other} events are not queued: only push and pull_request are"
+        ))),
+    }
+}
+
+fn parse<'a, T: Deserialize<'a>>(event: &str, body: &'a [u8]) -> Result<T, Malformed> {
+    serde_json::from_slice(body)
+        .map_err(|e| Malformed(format!("the body is not a Gitea {event} payload: {e}")))
+}
+
+/// A commit id: hex, and not all zeros (Gitea's "no commit": a deleted ref).
+fn commit(sha: &str) -> Option<&str> {
+    let hex = sha.len() >= 7 && sha.chars().all(|c| c.is_ascii_hexdigit());
+    (hex && sha.chars().any(|c| c != '0')).then_some(sha)
+}
+
+fn push(p: Push, config: &GiteaConfig) -> Result<Decision, Malformed> {
+    let Some(sha) = commit(&p.after) else {
+        return Ok(Decision::Ignore(format!(
+            "{} was deleted: nothing to test",
+            p.git_ref
+        )));
+    };
+    let (branch, why) = if let Some(branch) = p.git_ref.strip_prefix("refs/heads/") {
+        if !config.branches.is_empty() && !config.branches.iter().any(|b| b == branch) {
+            return Ok(Decision::Ignore(format!(
+                "branch {branch:?} is not in [gitea] branches ({})",
+                config.branches.join(", ")
+            )));
+        }
+        (Some(branch.to_owned()), format!("push to {branch}"))
+    } else if let Some(tag) = p.git_ref.strip_prefix("refs/tags/") {
+        (None, format!("tag {tag}"))
+    } else {
+        return Ok(Decision::Ignore(format!(
+            "{} is neither a branch nor a tag",
+            p.git_ref
+        )));
+    };
+    Ok(Decision::Queue(Wanted {
+        id: super::queue_id(&p.repository.full_name, sha),
+        repo: p.repository.clone_url,
+        branch,
+        commit: sha.to_owned(),
+        why,
+    }))
+}
+
+fn pull_request(p: PullRequestEvent) -> Result<Decision, Malformed> {
+    // Gitea spells it "synchronized"; "synchronize" is the spelling of the forges it mimics.
+    if !matches!(
+        p.action.as_str(),
+        "opened" | "reopened" | "synchronized" | "synchronize"
+    ) {
+        return Ok(Decision::Ignore(format!(
+            "pull request #{} was {}: only opened, reopened and synchronized pull requests are queued",
+            p.number, p.action
+        )));
+    }
+    let Some(sha) = commit(&p.pull_request.head.sha) else {
+        return Err(Malformed(format!(
+            "pull request #{}: head.sha {:?} is not a commit id",
+            p.number, p.pull_request.head.sha
+        )));
+    };
+    // The head commit is fetched from the base repository (its mirror holds refs/pull/*), so
+    // pull requests from forks work too.
+    Ok(Decision::Queue(Wanted {
+        id: super::queue_id(&p.repository.full_name, sha),
+        repo: p.repository.clone_url,
+        branch: None,
+        commit: sha.to_owned(),
+        why: format!("pull request #{} ({})", p.number, p.action),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::config::Config;
+
+    const PUSH: &str = include_str!("../../fixtures/webhooks/push.json");
+    const PULL: &str = include_str!("../../fixtures/webhooks/pull_request.json");
+    const SHA: &str = "3f2a9c1b7d0e5a6b8c9d0e1f2a3b4c5d6e7f8091";
+
+    fn config(extra: &str) -> GiteaConfig {
+        Config::from_toml("t.toml", extra).unwrap().gitea
+    }
+
+    fn with(fixture: &str, change: impl FnOnce(&mut Value)) -> Vec<u8> {
+        let mut v: Value = serde_json::from_str(fixture).unwrap();
+        change(&mut v);
+        serde_json::to_vec_pretty(&v).unwrap()
+    }
+
+    fn ignored(d: Decision) -> String {
+        match d {
+            Decision::Ignore(why) => why,
+            other => panic!("expected to be ignored: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_branch_push_queues_its_commit_on_its_branch() {
+        let d = decide("push", PUSH.as_bytes(), &config("")).unwrap();
+        assert_eq!(
+            d,
+            Decision::Queue(Wanted {
+                id: QueueId::parse("team-fw-app-3f2a9c1b7d0e").unwrap(),
+                repo: "https://gitea.example.invalid/team/fw-app.git".into(),
+                branch: Some("main".into()),
+                commit: SHA.into(),
+                why: "push to main".into(),
+            })
+        );
+    }
+
+    #[test]
+    fn a_tag_push_queues_its_commit_and_deleted_refs_are_ignored() {
+        let tag = with(PUSH, |v| v["ref"] = json!("refs/tags/v1.2.0"));
+        let Decision::Queue(w) = decide("push", &tag, &config("")).unwrap() else {
+            panic!("a tag is queued");
+        };
+        assert_eq!((w.branch, w.commit.as_str()), (None, SHA));
+        assert_eq!(
+            w.id.as_str(),
+            "team-fw-app-3f2a9c1b7d0e",
+            "folds with the branch push"
+        );
+        // A deleted tag: `after` is all zeros, whatever the hash length.
+        for zeros in ["0".repeat(40), "0".repeat(64)] {
+            let deleted = with(PUSH, |v| {
+                v["ref"] = json!("refs/tags/v1.2.0");
+                v["after"] = json!(zeros);
+            });
+            let why = ignored(decide("push", &deleted, &config("")).unwrap());
+            assert!(why.contains("deleted"), "{why}");
+        }
+        let notes = with(PUSH, |v| v["ref"] = json!("refs/notes/commits"));
+        ignored(decide("push", &notes, &config("")).unwrap());
+    }
+
+    #[test]
+    fn the_branch_filter_applies_to_pushes_only() {
+        let cfg = config("[gitea]\nbranches = [\"release\"]\n");
+        let why = ignored(decide("push", PUSH.as_bytes(), &cfg).unwrap());
+        assert!(
+            why.contains("\"main\" is not in [gitea] branches (release)"),
+            "{why}"
+        );
+        assert!(matches!(
+            decide("pull_request", PULL.as_bytes(), &cfg).unwrap(),
+            Decision::Queue(_)
+        ));
+    }
+
+    #[test]
+    fn pull_requests_queue_their_head_from_the_base_repository() {
+        let Decision::Queue(w) = decide("pull_request", PULL.as_bytes(), &config("")).unwrap()
+        else {
+            panic!("a synchronized pull request is queued");
+        };
+        assert_eq!(
+            w.repo, "https://gitea.example.invalid/team/fw-app.git",
+            "the base repository"
+        );
+        assert_eq!(w.branch, None);
+        assert_eq!(w.commit, "b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6");
+        assert_eq!(w.why, "pull request #4 (synchronized)");
+        for action in ["opened", "reopened"] {
+            let body = with(PULL, |v| v["action"] = json!(action));
+            assert!(matches!(
+                decide("pull_request", &body, &config("")).unwrap(),
+                Decision::Queue(_)
+            ));
+        }
+        for action in ["closed", "edited", "label_updated", "assigned"] {
+            let body = with(PULL, |v| v["action"] = json!(action));
+            let why = ignored(decide("pull_request", &body, &config("")).unwrap());
+            assert!(why.contains(&format!("was {action}")), "{why}");
+        }
+    }
+
+    #[test]
+    fn other_events_are_ignored_and_bad_payloads_say_what_is_wrong() {
+        let why = ignored(decide("issues", b"{}", &config("")).unwrap());
+        assert!(why.contains("only push and pull_request"), "{why}");
+        let e = decide("push", b"{\"ref\": 1}", &config("")).unwrap_err();
+        assert!(e.0.contains("not a Gitea push payload"), "{e}");
+        let e = decide("push", b"not json", &config("")).unwrap_err();
+        assert!(e.0.contains("push payload"), "{e}");
+        let bad_sha = with(PULL, |v| v["pull_request"]["head"]["sha"] = json!("main"));
+        let e = decide("pull_request", &bad_sha, &config("")).unwrap_err();
+        assert!(e.0.contains("not a commit id"), "{e}");
+    }
+}
