@@ -10,6 +10,7 @@
 //! - `worker`   event-driven scheduler and the per-queue pipeline
 //! - `scenario` XML scenario model, parser and runner
 //! - `logs`     the log hub: append to `queue.log`, broadcast, replay from an offset
+//! - `metrics`  Prometheus counters, histograms and gauges for `GET /metrics`
 //! - `report`   per-test HTML logs, task and queue reports, JUnit XML, summary JSON
 //! - `api`      axum router: REST, SSE, dashboard pages, errors
 //! - `server`   wiring: open the store, start the worker, serve until shutdown
@@ -20,6 +21,7 @@ pub mod config;
 pub mod exec;
 pub mod hooks;
 pub mod logs;
+pub mod metrics;
 pub mod model;
 pub mod report;
 pub mod scenario;

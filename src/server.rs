@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::logs::LogHub;
+use crate::metrics::Metrics;
 use crate::report::Reports;
 use crate::store::Store;
 use crate::worker::{self, WorkerHandle};
@@ -55,6 +56,7 @@ impl Server {
             config: Arc::new(config),
             store,
             worker: WorkerHandle::default(),
+            metrics: Metrics::new(),
             shutdown: shutdown.clone(),
         };
         // Queues that ran out of attempts ended `error` without a run to write their report.
@@ -63,6 +65,7 @@ impl Server {
         }
         let tracker = TaskTracker::new();
         tracker.spawn(worker::run(state.clone(), tracker.clone()));
+        tracker.spawn(count_finished(state.clone()));
         let app = api::router(state.clone());
         let stop = shutdown.clone();
         tracker.spawn(async move {
@@ -88,6 +91,34 @@ impl Server {
         self.tracker.wait().await;
         self.state.store.close().await;
         tracing::info!("stopped");
+    }
+}
+
+/// Counts every queue that reaches its final status, whoever moved it there (a run, an abort
+/// while waiting, recovery), from the change feed.
+async fn count_finished(state: AppState) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut changes = state.store.subscribe();
+    loop {
+        let change = tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            change = changes.recv() => change,
+        };
+        match change {
+            Ok(c) if c.task.is_none() && c.to.is_some_and(|s| s.is_terminal()) => {
+                if let Ok(Some(view)) = state.store.get(&c.queue).await {
+                    state.metrics.finished(&view.queue);
+                }
+            }
+            Ok(_) => {}
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!(
+                    missed = n,
+                    "metrics: the change feed ran ahead; some finished queues are not counted"
+                );
+            }
+            Err(RecvError::Closed) => return,
+        }
     }
 }
 

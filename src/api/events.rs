@@ -41,7 +41,7 @@ pub async fn stream(
         let frame = feed.next_frame().await?;
         Some((frame, feed))
     });
-    Ok(sse_response(frames))
+    Ok(sse_response(frames, state.metrics.sse_client("events")))
 }
 
 /// One client's position in the change feed.

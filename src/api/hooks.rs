@@ -111,7 +111,10 @@ async fn enqueue(state: &AppState, wanted: Wanted, delivery: &str) -> Result<Res
     let (id, request) = validate::enqueue(&body, &state.config)
         .map_err(|e| ApiError::bad_request("invalid_payload", e.message, None))?;
     let (status, queue) = match state.store.enqueue(id.clone(), request).await {
-        Ok(Enqueued::Created(view)) => (StatusCode::ACCEPTED, view.queue),
+        Ok(Enqueued::Created(view)) => {
+            state.metrics.enqueued(crate::metrics::Source::Gitea);
+            (StatusCode::ACCEPTED, view.queue)
+        }
         Ok(Enqueued::Existing(view)) => (StatusCode::OK, view.queue),
         // The same commit, asked for another way (a push and a pull request): already queued.
         Err(StoreError::Conflict(_)) => match state.store.get(&id).await? {

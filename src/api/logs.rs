@@ -136,7 +136,7 @@ pub async fn stream(
         let frame = follow.next_frame().await?;
         Some((frame, follow))
     });
-    Ok(sse_response(frames))
+    Ok(sse_response(frames, state.metrics.sse_client("log")))
 }
 
 /// One client following one queue's log.

@@ -24,8 +24,9 @@ pub mod validate;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 
@@ -44,6 +45,7 @@ pub struct AppState {
     pub logs: LogHub,
     pub reports: Reports,
     pub worker: WorkerHandle,
+    pub metrics: crate::metrics::Metrics,
     /// Cancelled when the server shuts down: SSE streams end on it.
     pub shutdown: CancellationToken,
 }
@@ -55,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/queues/{id}", get(pages::queue))
         .route("/static/{*path}", get(pages::asset))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/api/queues", post(queues::enqueue).get(queues::list))
         .route("/api/queues/{id}", get(queues::get).delete(queues::delete))
         .route("/api/queues/{id}/abort", post(queues::abort))
@@ -71,6 +74,16 @@ pub fn router(state: AppState) -> Router {
 
 async fn healthz() -> &'static str {
     "ok\n"
+}
+
+/// `GET /metrics`: Prometheus/OpenMetrics text (see `crate::metrics`).
+async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let counts = state.store.counts().await?;
+    let text = state
+        .metrics
+        .render(&counts, state.config.worker.slots, state.worker.busy());
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
 }
 
 async fn not_found() -> ApiError {

@@ -89,7 +89,10 @@ pub async fn enqueue(
 ) -> Result<Response, ApiError> {
     let (id, request) = validate::enqueue(&body, &state.config)?;
     let (status, view) = match state.store.enqueue(id, request).await? {
-        Enqueued::Created(v) => (StatusCode::CREATED, v),
+        Enqueued::Created(v) => {
+            state.metrics.enqueued(crate::metrics::Source::Api);
+            (StatusCode::CREATED, v)
+        }
         Enqueued::Existing(v) => (StatusCode::OK, v),
     };
     let location = format!("/api/queues/{}", view.queue.id);

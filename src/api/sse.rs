@@ -55,19 +55,28 @@ pub(crate) fn frame(event: &str, id: Option<u64>, data: &str, retry: bool) -> By
 
 /// An SSE response over a stream of frames: a keep-alive comment after [`KEEP_ALIVE`] without
 /// a frame, no caching, no buffering by proxies. The response ends when `frames` does.
-pub(crate) fn sse_response<S>(frames: S) -> Response
+pub(crate) fn sse_response<S, G>(frames: S, guard: G) -> Response
 where
     S: Stream<Item = Bytes> + Send + 'static,
+    G: Send + 'static,
 {
+    // `guard` lives as long as the stream (e.g. counts the client in the metrics).
     let body = futures_util::stream::unfold(
-        (Box::pin(frames), Box::pin(tokio::time::sleep(KEEP_ALIVE))),
-        |(mut frames, mut idle)| async move {
+        (
+            Box::pin(frames),
+            Box::pin(tokio::time::sleep(KEEP_ALIVE)),
+            guard,
+        ),
+        |(mut frames, mut idle, guard)| async move {
             let frame = tokio::select! {
                 frame = frames.next() => frame?,
                 () = idle.as_mut() => Bytes::from_static(KEEP_ALIVE_FRAME),
             };
             idle.as_mut().reset(Instant::now() + KEEP_ALIVE);
-            Some((Ok::<_, std::convert::Infallible>(frame), (frames, idle)))
+            Some((
+                Ok::<_, std::convert::Infallible>(frame),
+                (frames, idle, guard),
+            ))
         },
     );
     (
@@ -167,7 +176,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_idle_stream_sends_keep_alive_comments() {
-        let response = sse_response(futures_util::stream::pending::<Bytes>());
+        let response = sse_response(futures_util::stream::pending::<Bytes>(), ());
         assert_eq!(response.headers()["content-type"], "text/event-stream");
         assert_eq!(response.headers()["x-accel-buffering"], "no");
         let mut body = response.into_body().into_data_stream();

@@ -356,6 +356,7 @@ async fn persist(
                 }
             }
             Event::Finished(result, transcript) => {
+                state.metrics.test(result.status);
                 if let Err(e) = state
                     .store
                     .record_test(&queue.id, &task.id, result.clone())

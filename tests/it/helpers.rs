@@ -178,6 +178,7 @@ pub fn test_state(extra_toml: &str) -> (AppState, tempfile::TempDir) {
         config: std::sync::Arc::new(config),
         store,
         worker: testarena::worker::WorkerHandle::default(),
+        metrics: testarena::metrics::Metrics::new(),
         shutdown: tokio_util::sync::CancellationToken::new(),
     };
     (state, dir)

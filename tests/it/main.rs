@@ -9,6 +9,7 @@ mod events_sse;
 mod helpers;
 mod hooks;
 mod logs_sse;
+mod metrics;
 mod reports;
 mod store;
 mod worker;

@@ -1,0 +1,272 @@
+//! Prometheus metrics (`GET /metrics`, OpenMetrics text): what an operator graphs and alerts on.
+//!
+//! Counters and histograms are updated where things happen; the gauges of queues per status and
+//! of busy slots are read when scraped, so they are never stale. Each server has its own
+//! registry (no global state), so tests can run servers side by side.
+//!
+//! - `testarena_queues_enqueued_total{source}`  new queues, by `api` or `gitea`
+//! - `testarena_queues_finished_total{environment,status}`  queues that ended
+//! - `testarena_queue_duration_seconds{environment}`  start to end of the queues that ran
+//! - `testarena_tests_total{status}`  test results recorded
+//! - `testarena_queues{status}`  queues stored, per status (at scrape time)
+//! - `testarena_slots`, `testarena_slots_busy`  the worker's capacity and use (at scrape time)
+//! - `testarena_sse_clients{stream}`  open SSE streams (`events`, `log`)
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::model::{Queue, Status, TestStatus};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabel {
+    source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EnvStatusLabels {
+    environment: String,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EnvLabel {
+    environment: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StreamLabel {
+    stream: &'static str,
+}
+
+/// Where a new queue came from.
+#[derive(Debug, Clone, Copy)]
+pub enum Source {
+    Api,
+    Gitea,
+}
+
+/// One server's metrics: cheap to clone, safe to share.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    enqueued: Family<SourceLabel, Counter>,
+    finished: Family<EnvStatusLabels, Counter>,
+    duration: Family<EnvLabel, Histogram>,
+    tests: Family<StatusLabel, Counter>,
+    queues: Family<StatusLabel, Gauge>,
+    slots: Gauge,
+    slots_busy: Gauge,
+    sse_clients: Family<StreamLabel, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("testarena");
+        let enqueued = Family::<SourceLabel, Counter>::default();
+        registry.register(
+            "queues_enqueued",
+            "New queues, by where they came from",
+            enqueued.clone(),
+        );
+        let finished = Family::<EnvStatusLabels, Counter>::default();
+        registry.register(
+            "queues_finished",
+            "Queues that ended, by environment and final status",
+            finished.clone(),
+        );
+        // 1 s to about 4.5 h.
+        let duration = Family::<EnvLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(1.0, 2.0, 15))
+        });
+        registry.register(
+            "queue_duration_seconds",
+            "From the start of a queue's run to its end",
+            duration.clone(),
+        );
+        let tests = Family::<StatusLabel, Counter>::default();
+        registry.register("tests", "Test results recorded, by status", tests.clone());
+        let queues = Family::<StatusLabel, Gauge>::default();
+        registry.register("queues", "Queues stored, by status", queues.clone());
+        let slots = Gauge::default();
+        registry.register("slots", "Queues that may run at once", slots.clone());
+        let slots_busy = Gauge::default();
+        registry.register("slots_busy", "Queues running now", slots_busy.clone());
+        let sse_clients = Family::<StreamLabel, Gauge>::default();
+        registry.register(
+            "sse_clients",
+            "Open server-sent event streams",
+            sse_clients.clone(),
+        );
+        Metrics {
+            inner: Arc::new(Inner {
+                registry,
+                enqueued,
+                finished,
+                duration,
+                tests,
+                queues,
+                slots,
+                slots_busy,
+                sse_clients,
+            }),
+        }
+    }
+
+    pub fn enqueued(&self, source: Source) {
+        let source = match source {
+            Source::Api => "api",
+            Source::Gitea => "gitea",
+        };
+        self.inner
+            .enqueued
+            .get_or_create(&SourceLabel { source })
+            .inc();
+    }
+
+    /// A queue reached its final status.
+    pub fn finished(&self, queue: &Queue) {
+        let environment = queue.request.environment.clone();
+        self.inner
+            .finished
+            .get_or_create(&EnvStatusLabels {
+                environment: environment.clone(),
+                status: queue.status.as_str(),
+            })
+            .inc();
+        if let (Some(start), Some(end)) = (queue.started_at, queue.finished_at) {
+            let seconds = end.saturating_sub(start) as f64 / 1000.0;
+            self.inner
+                .duration
+                .get_or_create(&EnvLabel { environment })
+                .observe(seconds);
+        }
+    }
+
+    pub fn test(&self, status: TestStatus) {
+        self.inner
+            .tests
+            .get_or_create(&StatusLabel {
+                status: status.as_str(),
+            })
+            .inc();
+    }
+
+    /// Counts an open SSE stream until the returned guard is dropped.
+    pub fn sse_client(&self, stream: &'static str) -> SseClient {
+        let gauge = self
+            .inner
+            .sse_clients
+            .get_or_create(&StreamLabel { stream })
+            .clone();
+        gauge.inc();
+        SseClient(gauge)
+    }
+
+    /// The text exposition, with the scrape-time gauges set from `counts` and the slots.
+    pub fn render(&self, counts: &[(Status, u64)], slots: usize, busy: usize) -> String {
+        for (status, n) in counts {
+            self.inner
+                .queues
+                .get_or_create(&StatusLabel {
+                    status: status.as_str(),
+                })
+                .set(*n as i64);
+        }
+        self.inner.slots.set(slots as i64);
+        self.inner.slots_busy.set(busy as i64);
+        let mut out = String::new();
+        encode(&mut out, &self.inner.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// An open SSE stream, counted while it lives.
+pub struct SseClient(Gauge);
+
+impl Drop for SseClient {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{QueueId, QueueRequest};
+
+    #[test]
+    fn the_exposition_has_every_family_and_follows_what_happened() {
+        let m = Metrics::new();
+        m.enqueued(Source::Api);
+        m.enqueued(Source::Gitea);
+        m.enqueued(Source::Gitea);
+        let q = Queue {
+            id: QueueId::parse("q").unwrap(),
+            status: Status::Passed,
+            request: QueueRequest {
+                repo: "r".into(),
+                branch: None,
+                commit: None,
+                environment: "esp32".into(),
+                scenarios: vec![],
+                priority: 0,
+            },
+            seq: 1,
+            created_at: 0,
+            started_at: Some(1_000),
+            finished_at: Some(4_000),
+            attempt: 1,
+            error: None,
+        };
+        m.finished(&q);
+        m.test(TestStatus::Failed);
+        let client = m.sse_client("log");
+        let text = m.render(&[(Status::Waiting, 3), (Status::Passed, 1)], 2, 1);
+        for line in [
+            "testarena_queues_enqueued_total{source=\"gitea\"} 2",
+            "testarena_queues_enqueued_total{source=\"api\"} 1",
+            "testarena_queues_finished_total{environment=\"esp32\",status=\"passed\"} 1",
+            "testarena_queue_duration_seconds_sum{environment=\"esp32\"} 3.0",
+            "testarena_queue_duration_seconds_count{environment=\"esp32\"} 1",
+            "testarena_tests_total{status=\"failed\"} 1",
+            "testarena_queues{status=\"waiting\"} 3",
+            "testarena_slots 2",
+            "testarena_slots_busy 1",
+            "testarena_sse_clients{stream=\"log\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in:\n{text}"
+            );
+        }
+        assert!(text.ends_with("# EOF\n"));
+        drop(client);
+        let text = m.render(&[], 2, 0);
+        assert!(
+            text.contains("testarena_sse_clients{stream=\"log\"} 0"),
+            "{text}"
+        );
+    }
+}
