@@ -173,10 +173,7 @@ async fn slot_free(server: &Server) {
 async fn through_the_server(samples: usize) {
     let (server, dir) = start(1).await;
     let mut changes = stamp_changes(&server);
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
+    let client = testarena::http_client().no_proxy().build().expect("client");
     let url = format!("http://{}/api/queues", server.addr);
     let repo = missing_repo(&dir);
     let (mut post_201, mut commit_run, mut post_run) = (Vec::new(), Vec::new(), Vec::new());

@@ -261,7 +261,7 @@ impl Conn {
                 Conn::Raw(s, Vec::with_capacity(4096))
             }
             Client::Reqwest => {
-                let c = reqwest::Client::builder()
+                let c = testarena::http_client()
                     .pool_max_idle_per_host(1)
                     .no_proxy()
                     .build()

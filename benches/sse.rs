@@ -107,7 +107,7 @@ async fn ingest_round(server: &Server, round: usize, lines: usize) -> f64 {
 async fn delivery_round(server: &Server, round: usize, lines: usize) -> f64 {
     let id = queue(server, &format!("deliver-{round}")).await;
     let url = format!("http://{}/api/queues/{id}/log/stream", server.addr);
-    let client = reqwest::Client::new();
+    let client = testarena::http_client().build().expect("http client");
     let mut readers = Vec::new();
     for _ in 0..CLIENTS {
         let resp = client.get(&url).send().await.expect("connect");

@@ -73,7 +73,7 @@ impl Client {
     pub fn new(server: &str) -> Client {
         Client {
             base: server.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::new(),
+            http: crate::http_client().build().unwrap_or_default(),
         }
     }
 

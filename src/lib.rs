@@ -13,6 +13,7 @@
 //! - `metrics`  Prometheus counters, histograms and gauges for `GET /metrics`
 //! - `report`   per-test HTML logs, task and queue reports, JUnit XML, summary JSON
 //! - `api`      axum router: REST, SSE, dashboard pages, errors
+//! - `statuses` Gitea commit statuses, posted as queues change
 //! - `server`   wiring: open the store, start the worker, serve until shutdown
 
 pub mod api;
@@ -26,5 +27,17 @@ pub mod model;
 pub mod report;
 pub mod scenario;
 pub mod server;
+pub mod statuses;
 pub mod store;
 pub mod worker;
+
+/// An HTTP client builder with TLS ready: rustls with the ring provider, installed once per
+/// process (the client of the CLI commands and the Gitea status notifier both use it).
+pub fn http_client() -> reqwest::ClientBuilder {
+    static PROVIDER: std::sync::Once = std::sync::Once::new();
+    PROVIDER.call_once(|| {
+        // Fails only if another provider was installed first, which then serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::builder()
+}

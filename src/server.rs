@@ -66,6 +66,9 @@ impl Server {
         let tracker = TaskTracker::new();
         tracker.spawn(worker::run(state.clone(), tracker.clone()));
         tracker.spawn(count_finished(state.clone()));
+        if let Some(statuses) = state.config.gitea.statuses.clone() {
+            tracker.spawn(crate::statuses::run(state.clone(), statuses));
+        }
         let app = api::router(state.clone());
         let stop = shutdown.clone();
         tracker.spawn(async move {

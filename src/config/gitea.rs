@@ -17,6 +17,19 @@ pub struct GiteaConfig {
     /// Branches whose pushes are queued; empty: every branch.
     pub branches: Vec<String>,
     pub priority: i32,
+    /// Commit statuses go to this Gitea (no trailing `/`) for queues of its repositories;
+    /// `None` (no url or no token): no statuses.
+    pub statuses: Option<StatusConfig>,
+}
+
+/// Where commit statuses go.
+#[derive(Debug, Clone)]
+pub struct StatusConfig {
+    /// The Gitea base URL, e.g. `https://gitea.example.org`.
+    pub url: String,
+    pub token: Secret,
+    /// This server's address as users reach it, for the status's link to the queue page.
+    pub dashboard_url: Option<String>,
 }
 
 /// A secret that never shows in logs or debug output.
@@ -43,6 +56,9 @@ pub(super) struct GiteaLayer {
     pub scenarios: Option<Vec<String>>,
     pub branches: Option<Vec<String>>,
     pub priority: Option<i32>,
+    pub url: Option<String>,
+    pub token: Option<String>,
+    pub dashboard_url: Option<String>,
 }
 
 impl GiteaLayer {
@@ -50,7 +66,16 @@ impl GiteaLayer {
         macro_rules! take {
             ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f; } )* };
         }
-        take!(secret, environment, scenarios, branches, priority);
+        take!(
+            secret,
+            environment,
+            scenarios,
+            branches,
+            priority,
+            url,
+            token,
+            dashboard_url
+        );
     }
 
     /// Validates against the configured environments.
@@ -84,7 +109,39 @@ impl GiteaLayer {
                 "gitea.branches: a branch name must not be empty",
             ));
         }
+        let http_url = |key: &str, v: Option<String>| -> Result<Option<String>, ConfigError> {
+            let v = v.unwrap_or_default();
+            let v = v.trim().trim_end_matches('/');
+            if v.is_empty() {
+                return Ok(None);
+            }
+            if !(v.starts_with("http://") || v.starts_with("https://")) {
+                return Err(invalid(
+                    origin,
+                    format!("gitea.{key}: {v:?}: use an http:// or https:// URL"),
+                ));
+            }
+            Ok(Some(v.to_owned()))
+        };
+        let url = http_url("url", self.url)?;
+        let dashboard_url = http_url("dashboard_url", self.dashboard_url)?;
+        let token = self.token.filter(|t| !t.is_empty()).map(Secret);
+        let statuses = match (url, token) {
+            (Some(url), Some(token)) => Some(StatusConfig {
+                url,
+                token,
+                dashboard_url,
+            }),
+            (Some(_), None) => {
+                return Err(invalid(
+                    origin,
+                    "gitea.token: commit statuses need an access token (TESTARENA_GITEA_TOKEN) with write access to the repositories, or leave gitea.url empty",
+                ));
+            }
+            (None, _) => None,
+        };
         Ok(GiteaConfig {
+            statuses,
             secret: self.secret.filter(|s| !s.is_empty()).map(Secret),
             environment,
             scenarios,

@@ -16,7 +16,7 @@ use crate::model::parse_duration;
 mod gitea;
 mod values;
 
-pub use gitea::{GiteaConfig, Secret};
+pub use gitea::{GiteaConfig, Secret, StatusConfig};
 pub use values::{ConsoleKind, parse_size};
 use values::{Dur, Size};
 
@@ -284,6 +284,9 @@ impl Builder {
                 }
                 "TESTARENA_GITEA_SECRET" => self.gitea.secret = Some(value),
                 "TESTARENA_GITEA_ENVIRONMENT" => self.gitea.environment = Some(value),
+                "TESTARENA_GITEA_URL" => self.gitea.url = Some(value),
+                "TESTARENA_GITEA_TOKEN" => self.gitea.token = Some(value),
+                "TESTARENA_GITEA_DASHBOARD_URL" => self.gitea.dashboard_url = Some(value),
                 _ => {}
             }
         }

@@ -140,6 +140,27 @@ fn gitea_section_defaults_overrides_and_errors() {
     assert!(e.contains("esp32, xtensa-sim"), "{e}");
     let e = err("[gitea]\nscenarios = [\"../x.xml\"]");
     assert!(e.contains("gitea.scenarios"), "{e}");
-    let e = err("[gitea]\ntoken = \"x\"");
-    assert!(e.contains("my.toml") && e.contains("token"), "{e}");
+    let e = err("[gitea]\nhook_secret = \"x\"");
+    assert!(e.contains("my.toml") && e.contains("hook_secret"), "{e}");
+}
+
+#[test]
+fn gitea_statuses_need_a_url_and_a_token() {
+    assert!(Config::defaults().gitea.statuses.is_none());
+    let c = Config::from_toml(
+        "my.toml",
+        "[gitea]\nurl = \"https://gitea.example.org/\"\ntoken = \"t0k\"\n",
+    )
+    .unwrap();
+    let s = c.gitea.statuses.clone().expect("configured");
+    assert_eq!(s.url, "https://gitea.example.org", "no trailing slash");
+    assert_eq!(s.dashboard_url, None);
+    assert!(!format!("{c:?}").contains("t0k"), "the token never shows");
+    let e = err("[gitea]\nurl = \"https://gitea.example.org\"");
+    assert!(
+        e.contains("gitea.token") && e.contains("TESTARENA_GITEA_TOKEN"),
+        "{e}"
+    );
+    let e = err("[gitea]\nurl = \"gitea.example.org\"\ntoken = \"t\"");
+    assert!(e.contains("gitea.url") && e.contains("http"), "{e}");
 }

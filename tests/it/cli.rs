@@ -171,7 +171,7 @@ async fn every_acknowledged_enqueue_survives_kill_9() {
     let cfg = dir.path().join("paused.toml");
     std::fs::write(&cfg, "[worker]\nslots = 0\n").unwrap();
     let mut server = start(&root, Some(&cfg));
-    let client = reqwest::Client::new();
+    let client = testarena::http_client().build().expect("http client");
     let mut tasks = Vec::new();
     for i in 0..200 {
         let (client, addr) = (client.clone(), server.addr.clone());
@@ -236,7 +236,7 @@ async fn mid_run(id: &str) -> MidRun {
     let cfg = write_config(dir.path(), &build);
     let root = dir.path().join("root");
     let server = start(&root, Some(&cfg));
-    let client = reqwest::Client::new();
+    let client = testarena::http_client().build().expect("http client");
     let body = json!({"id": id, "repo": repo.display().to_string(), "environment": "sim"});
     client
         .post(format!("http://{}/api/queues", server.addr))

@@ -46,7 +46,7 @@ async fn start_on(
     TestApp {
         addr: server.addr,
         state: server.state.clone(),
-        client: reqwest::Client::new(),
+        client: testarena::http_client().build().expect("http client"),
         root,
         server: Some(server),
         toml,

@@ -11,5 +11,6 @@ mod hooks;
 mod logs_sse;
 mod metrics;
 mod reports;
+mod statuses;
 mod store;
 mod worker;

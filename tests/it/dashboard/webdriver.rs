@@ -65,7 +65,7 @@ impl Browser {
             .expect("chromedriver ready within 20 s")
             .expect("chromedriver ready");
         let profile = tempfile::tempdir().expect("profile dir");
-        let http = reqwest::Client::builder()
+        let http = testarena::http_client()
             .timeout(Duration::from_secs(120))
             .build()
             .expect("http client");
