@@ -268,6 +268,8 @@ fn serve(overrides: Overrides) -> anyhow::Result<()> {
     }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
+        // Before anything can announce readiness: a SIGTERM right after it is a graceful stop.
+        let shutdown = shutdown_signal().context("cannot install the signal handlers")?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| {
@@ -276,18 +278,21 @@ fn serve(overrides: Overrides) -> anyhow::Result<()> {
                     config.listen
                 )
             })?;
-        testarena::server::run(config, listener, shutdown_signal()).await
+        testarena::server::run(config, listener, shutdown).await
     })
 }
 
-/// SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Installs the SIGINT and SIGTERM handlers now; the future completes on either signal.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("install the SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }
 
 /// The store's writer thread allocates for every record it encodes; mimalloc measured faster

@@ -132,8 +132,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let server = Server::start(config, listener).await?;
+    // Under systemd (Type=notify): the unit is started once the store is open and we listen.
+    // Without NOTIFY_SOCKET this does nothing.
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        tracing::warn!(error = %e, "cannot tell systemd that the server is ready");
+    }
     shutdown.await;
     tracing::info!("shutting down");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     server.stop().await;
     Ok(())
 }

@@ -407,3 +407,34 @@ fn echo_logs_prints_queue_lines_with_the_queue_id() {
     assert!(echoed.contains("e1 | pong"), "{echoed}");
     assert!(echoed.contains("e1 | === queue e1 passed"), "{echoed}");
 }
+
+/// Under systemd (`Type=notify`) the server says READY=1 once it serves, and STOPPING=1 when
+/// SIGTERM arrives; its children never see the notification socket.
+#[test]
+fn tells_systemd_when_it_is_ready_and_when_it_stops() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(LIMIT)).unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_testarena"))
+        .args(["serve", "--listen", &addr, "--root"])
+        .arg(dir.path().join("root"))
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    let mut b = Binary { child, addr };
+    let mut buf = [0u8; 256];
+    let n = socket.recv(&mut buf).expect("READY=1 in time");
+    assert_eq!(&buf[..n], b"READY=1\n");
+    // Ready means serving.
+    let health = std::net::TcpStream::connect(&b.addr);
+    assert!(health.is_ok(), "READY=1 came before the server listened");
+    unsafe { libc::kill(b.child.id() as i32, libc::SIGTERM) };
+    let n = socket.recv(&mut buf).expect("STOPPING=1 in time");
+    assert_eq!(&buf[..n], b"STOPPING=1\n");
+    assert!(b.child.wait().unwrap().success());
+}
