@@ -44,6 +44,9 @@ impl Server {
         let store = tokio::task::spawn_blocking(move || Store::open(&db_path))
             .await?
             .context("cannot open the store")?;
+        // Before recovery: the queues it ends are counted and get their statuses.
+        let finished_changes = store.follow();
+        let status_changes = config.gitea.statuses.is_some().then(|| store.follow());
         let recovered = store.recover(config.worker.max_attempts).await?;
         for q in &recovered {
             tracing::warn!(queue = %q.id, status = %q.status, attempt = q.attempt, "recovered a queue interrupted by a crash");
@@ -65,9 +68,11 @@ impl Server {
         }
         let tracker = TaskTracker::new();
         tracker.spawn(worker::run(state.clone(), tracker.clone()));
-        tracker.spawn(count_finished(state.clone()));
-        if let Some(statuses) = state.config.gitea.statuses.clone() {
-            tracker.spawn(crate::statuses::run(state.clone(), statuses));
+        tracker.spawn(count_finished(state.clone(), finished_changes));
+        if let (Some(statuses), Some(changes)) =
+            (state.config.gitea.statuses.clone(), status_changes)
+        {
+            tracker.spawn(crate::statuses::run(state.clone(), statuses, changes));
         }
         let app = api::router(state.clone());
         let stop = shutdown.clone();
@@ -99,28 +104,22 @@ impl Server {
 
 /// Counts every queue that reaches its final status, whoever moved it there (a run, an abort
 /// while waiting, recovery), from the change feed.
-async fn count_finished(state: AppState) {
-    use tokio::sync::broadcast::error::RecvError;
-    let mut changes = state.store.subscribe();
+async fn count_finished(state: AppState, mut changes: crate::store::Follower) {
     loop {
         let change = tokio::select! {
             () = state.shutdown.cancelled() => return,
-            change = changes.recv() => change,
+            change = changes.next() => change,
         };
         match change {
-            Ok(c) if c.task.is_none() && c.to.is_some_and(|s| s.is_terminal()) => {
-                if let Ok(Some(view)) = state.store.get(&c.queue).await {
+            Some(c) if c.task.is_none() && c.to.is_some_and(|s| s.is_terminal()) => {
+                if let Ok(Some(mut view)) = state.store.get(&c.queue).await {
+                    // The status of this change, whatever the queue became since.
+                    view.queue.status = c.to.unwrap_or(view.queue.status);
                     state.metrics.finished(&view.queue);
                 }
             }
-            Ok(_) => {}
-            Err(RecvError::Lagged(n)) => {
-                tracing::warn!(
-                    missed = n,
-                    "metrics: the change feed ran ahead; some finished queues are not counted"
-                );
-            }
-            Err(RecvError::Closed) => return,
+            Some(_) => {}
+            None => return,
         }
     }
 }

@@ -1,6 +1,11 @@
-//! Gitea commit statuses: a queue of a repository on the configured Gitea that names a commit
-//! shows on that commit (and its pull request) as pending while it waits and runs, then success,
+//! Gitea commit statuses: a queue that a webhook delivery created (or one exactly like it) shows
+//! on its commit (and its pull request) as pending while it waits and runs, then success,
 //! failure or error, under the context `testarena/<environment>`.
+//!
+//! "Exactly like it": the repository is on the configured Gitea, the queue has the id a delivery
+//! for that commit gets, and it runs the configured environment and scenarios. So a status
+//! always stands for the configured test set on that commit: a queue enqueued through the API
+//! with fewer scenarios cannot put `success` on a commit.
 //!
 //! The notifier follows the change feed and posts one status per queue state change, in order,
 //! from one task: a later state never overtakes an earlier one, and a slow or absent Gitea
@@ -10,11 +15,11 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::broadcast::error::RecvError;
 
 use crate::api::AppState;
-use crate::config::StatusConfig;
+use crate::config::{GiteaConfig, StatusConfig};
 use crate::model::{Queue, Status};
+use crate::store::Follower;
 
 /// Where a queue's status goes: `POST {url}/api/v1/repos/{owner}/{repo}/statuses/{sha}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,22 +39,36 @@ pub struct CommitStatus {
     pub target_url: Option<String>,
 }
 
-/// The queue's commit on the configured Gitea, if it has one there: its repository URL is
-/// `{url}/{owner}/{repo}[.git]` and it names a commit.
-pub fn target(config: &StatusConfig, queue: &Queue) -> Option<Target> {
+/// A Gitea owner or repository name: letters, digits, `.`, `_`, `-`, and not `.` or `..`.
+fn gitea_name(s: &str) -> bool {
+    !s.is_empty()
+        && s != "."
+        && s != ".."
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// Where the queue's status goes, if it gets one: its repository URL is
+/// `{url}/{owner}/{repo}[.git]`, it names a commit, and it is a webhook queue (see above).
+pub fn target(gitea: &GiteaConfig, config: &StatusConfig, queue: &Queue) -> Option<Target> {
     let sha = queue.request.commit.clone()?;
+    if sha.len() < 7 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
     let path = queue
         .request
         .repo
         .strip_prefix(&config.url)?
         .strip_prefix('/')?;
-    let path = path.trim_end_matches('/');
     let path = path.strip_suffix(".git").unwrap_or(path);
     let (owner, repo) = path.split_once('/')?;
-    if owner.is_empty() || repo.is_empty() || repo.contains('/') {
+    if !gitea_name(owner) || !gitea_name(repo) {
         return None;
     }
-    Some(Target {
+    let webhook_like = queue.id == crate::hooks::queue_id(&format!("{owner}/{repo}"), &sha)
+        && queue.request.environment == gitea.environment
+        && queue.request.scenarios == gitea.scenarios;
+    webhook_like.then(|| Target {
         owner: owner.to_owned(),
         repo: repo.to_owned(),
         sha,
@@ -87,7 +106,7 @@ pub fn status(config: &StatusConfig, queue: &Queue) -> CommitStatus {
 }
 
 /// Follows the change feed until shutdown, posting a status for every queue state change.
-pub async fn run(state: AppState, config: StatusConfig) {
+pub async fn run(state: AppState, config: StatusConfig, mut changes: Follower) {
     let client = match crate::http_client()
         .timeout(Duration::from_secs(10))
         .build()
@@ -98,23 +117,15 @@ pub async fn run(state: AppState, config: StatusConfig) {
             return;
         }
     };
-    let mut changes = state.store.subscribe();
     loop {
         let change = tokio::select! {
             () = state.shutdown.cancelled() => return,
-            change = changes.recv() => change,
+            change = changes.next() => change,
         };
         let change = match change {
-            Ok(c) if c.task.is_none() && c.to.is_some() => c,
-            Ok(_) => continue,
-            Err(RecvError::Lagged(n)) => {
-                tracing::warn!(
-                    missed = n,
-                    "commit statuses: the change feed ran ahead; some statuses were skipped"
-                );
-                continue;
-            }
-            Err(RecvError::Closed) => return,
+            Some(c) if c.task.is_none() && c.to.is_some() => c,
+            Some(_) => continue,
+            None => return,
         };
         let Ok(Some(view)) = state.store.get(&change.queue).await else {
             continue;
@@ -122,7 +133,7 @@ pub async fn run(state: AppState, config: StatusConfig) {
         // The status of the change, not a later one the queue may already be in.
         let mut queue = view.queue;
         queue.status = change.to.unwrap_or(queue.status);
-        let Some(target) = target(&config, &queue) else {
+        let Some(target) = target(&state.config.gitea, &config, &queue) else {
             continue;
         };
         let body = status(&config, &queue);
@@ -140,15 +151,27 @@ async fn post(
     body: &CommitStatus,
     queue: &Queue,
 ) {
-    let url = format!(
-        "{}/api/v1/repos/{}/{}/statuses/{}",
-        config.url, target.owner, target.repo, target.sha
-    );
+    // Segment by segment: nothing in a name can change the path.
+    let Ok(mut url) = reqwest::Url::parse(&config.url) else {
+        tracing::error!(url = %config.url, "commit statuses: [gitea] url is not a URL");
+        return;
+    };
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty().extend([
+            "api",
+            "v1",
+            "repos",
+            &target.owner,
+            &target.repo,
+            "statuses",
+            &target.sha,
+        ]);
+    }
     let token = String::from_utf8_lossy(config.token.expose()).into_owned();
     let mut delay = Duration::from_secs(1);
     for attempt in 1..=3 {
         let sent = client
-            .post(&url)
+            .post(url.clone())
             .header("authorization", format!("token {token}"))
             .json(body)
             .send()
@@ -181,23 +204,30 @@ mod tests {
     use crate::config::Config;
     use crate::model::{QueueId, QueueRequest};
 
-    fn config() -> StatusConfig {
-        let c = Config::from_toml(
+    const SHA: &str = "abc1234def5678";
+
+    fn gitea() -> GiteaConfig {
+        Config::from_toml(
             "t.toml",
             "[gitea]\nurl = \"https://gitea.example.org/\"\ntoken = \"t\"\ndashboard_url = \"https://ta.example.org\"\n",
         )
-        .unwrap();
-        c.gitea.statuses.expect("statuses configured")
+        .unwrap()
+        .gitea
     }
 
-    fn queue(repo: &str, commit: Option<&str>, status: Status) -> Queue {
+    /// A queue as a webhook delivery for `repo` at `SHA` makes it.
+    fn queue(repo: &str, status: Status) -> Queue {
+        let id = repo
+            .strip_prefix("https://gitea.example.org/")
+            .map(|p| crate::hooks::queue_id(p.trim_end_matches(".git"), SHA))
+            .unwrap_or_else(|| QueueId::parse("elsewhere").unwrap());
         Queue {
-            id: QueueId::parse("q1").unwrap(),
+            id,
             status,
             request: QueueRequest {
                 repo: repo.into(),
                 branch: Some("main".into()),
-                commit: commit.map(Into::into),
+                commit: Some(SHA.into()),
                 environment: "esp32".into(),
                 scenarios: vec![],
                 priority: 0,
@@ -211,30 +241,26 @@ mod tests {
         }
     }
 
+    fn target_of(q: &Queue) -> Option<Target> {
+        let g = gitea();
+        target(&g, g.statuses.as_ref().unwrap(), q)
+    }
+
     #[test]
-    fn only_commits_of_repositories_on_the_gitea_get_statuses() {
-        let c = config();
-        let sha = Some("abc1234");
-        let t = target(
-            &c,
-            &queue(
-                "https://gitea.example.org/team/fw.git",
-                sha,
-                Status::Waiting,
-            ),
-        );
+    fn webhook_queues_of_repositories_on_the_gitea_get_statuses() {
+        let t = target_of(&queue(
+            "https://gitea.example.org/team/fw.git",
+            Status::Waiting,
+        ));
         assert_eq!(
             t,
             Some(Target {
                 owner: "team".into(),
                 repo: "fw".into(),
-                sha: "abc1234".into()
+                sha: SHA.into()
             })
         );
-        let no_git = target(
-            &c,
-            &queue("https://gitea.example.org/team/fw", sha, Status::Waiting),
-        );
+        let no_git = target_of(&queue("https://gitea.example.org/team/fw", Status::Waiting));
         assert_eq!(no_git.map(|t| t.repo), Some("fw".into()));
         for other in [
             "https://github.example.org/team/fw.git",
@@ -243,19 +269,52 @@ mod tests {
             "https://gitea.example.org/a/b/c.git",
             "/srv/fw",
         ] {
-            assert_eq!(
-                target(&c, &queue(other, sha, Status::Waiting)),
-                None,
-                "{other}"
-            );
+            assert_eq!(target_of(&queue(other, Status::Waiting)), None, "{other}");
         }
-        let no_commit = queue(
-            "https://gitea.example.org/team/fw.git",
-            None,
-            Status::Waiting,
-        );
+    }
+
+    #[test]
+    fn names_that_could_change_the_status_url_get_no_status() {
+        for repo in [
+            "https://gitea.example.org/victim/fw\\forks#",
+            "https://gitea.example.org/../user\\repos#",
+            "https://gitea.example.org/x/..",
+            "https://gitea.example.org/x/.",
+            "https://gitea.example.org/team/fw?x=1",
+            "https://gitea.example.org/team/fw%2F..",
+        ] {
+            let mut q = queue(repo, Status::Waiting);
+            // Even under the id a delivery would get.
+            if let Some(p) = repo.strip_prefix("https://gitea.example.org/") {
+                q.id = crate::hooks::queue_id(p, SHA);
+            }
+            assert_eq!(target_of(&q), None, "{repo}");
+        }
+        let mut q = queue("https://gitea.example.org/team/fw.git", Status::Waiting);
+        q.request.commit = Some("main/../x".into());
+        assert_eq!(target_of(&q), None, "a commit is hex");
+    }
+
+    #[test]
+    fn queues_unlike_a_webhook_queue_get_no_status() {
+        let repo = "https://gitea.example.org/team/fw.git";
+        let mut narrower = queue(repo, Status::Passed);
+        narrower.request.scenarios = vec!["scenarios/always-passes.xml".into()];
         assert_eq!(
-            target(&c, &no_commit),
+            target_of(&narrower),
+            None,
+            "fewer scenarios than configured"
+        );
+        let mut other_env = queue(repo, Status::Passed);
+        other_env.request.environment = "xtensa-sim".into();
+        assert_eq!(target_of(&other_env), None);
+        let mut other_id = queue(repo, Status::Passed);
+        other_id.id = QueueId::parse("mine").unwrap();
+        assert_eq!(target_of(&other_id), None);
+        let mut no_commit = queue(repo, Status::Passed);
+        no_commit.request.commit = None;
+        assert_eq!(
+            target_of(&no_commit),
             None,
             "a branch alone names no commit"
         );
@@ -263,9 +322,10 @@ mod tests {
 
     #[test]
     fn each_state_maps_to_a_gitea_state_with_a_link() {
-        let c = config();
+        let g = gitea();
+        let c = g.statuses.as_ref().unwrap();
         let repo = "https://gitea.example.org/team/fw.git";
-        let s = |status| super::status(&c, &queue(repo, Some("abc1234"), status));
+        let s = |status| super::status(c, &queue(repo, status));
         assert_eq!(s(Status::Waiting).state, "pending");
         assert_eq!(s(Status::Running).state, "pending");
         assert_eq!(s(Status::Passed).state, "success");
@@ -278,9 +338,10 @@ mod tests {
             ("error", "build failed (exit 2)")
         );
         assert_eq!(e.context, "testarena/esp32");
+        let id = crate::hooks::queue_id("team/fw", SHA);
         assert_eq!(
-            e.target_url.as_deref(),
-            Some("https://ta.example.org/queues/q1")
+            e.target_url,
+            Some(format!("https://ta.example.org/queues/{id}"))
         );
     }
 }

@@ -21,6 +21,7 @@ use super::queues::{EnqueueBody, queue_json};
 use super::validate;
 use crate::hooks::gitea::{Decision, Wanted, decide};
 use crate::hooks::signature_matches;
+use crate::model::QueueRequest;
 use crate::store::{Enqueued, StoreError};
 
 pub async fn gitea(
@@ -110,15 +111,22 @@ async fn enqueue(state: &AppState, wanted: Wanted, delivery: &str) -> Result<Res
     };
     let (id, request) = validate::enqueue(&body, &state.config)
         .map_err(|e| ApiError::bad_request("invalid_payload", e.message, None))?;
-    let (status, queue) = match state.store.enqueue(id.clone(), request).await {
+    let (status, queue) = match state.store.enqueue(id.clone(), request.clone()).await {
         Ok(Enqueued::Created(view)) => {
             state.metrics.enqueued(crate::metrics::Source::Gitea);
             (StatusCode::ACCEPTED, view.queue)
         }
         Ok(Enqueued::Existing(view)) => (StatusCode::OK, view.queue),
-        // The same commit, asked for another way (a push and a pull request): already queued.
+        // The same commit asked for another way (a push and a pull request, a tag): already
+        // queued, if the queue there runs the same thing. Anything else under this id is not
+        // this delivery's queue.
         Err(StoreError::Conflict(_)) => match state.store.get(&id).await? {
-            Some(view) => (StatusCode::OK, view.queue),
+            Some(view) if same_run(&view.queue.request, &request) => (StatusCode::OK, view.queue),
+            Some(_) => {
+                return Err(ApiError::conflict(format!(
+                    "queue {id} exists and runs something else (another repository, environment or scenarios): delete it, then redeliver"
+                )));
+            }
             None => {
                 return Err(ApiError::conflict(format!(
                     "queue {id} changed meanwhile: redeliver"
@@ -140,4 +148,13 @@ async fn enqueue(state: &AppState, wanted: Wanted, delivery: &str) -> Result<Res
         response.headers_mut().insert(header::LOCATION, v);
     }
     Ok(response)
+}
+
+/// Whether two requests run the same tests on the same code; the branch may differ (a pull
+/// request names none, a push its branch) and so may the priority.
+fn same_run(a: &QueueRequest, b: &QueueRequest) -> bool {
+    a.repo == b.repo
+        && a.commit == b.commit
+        && a.environment == b.environment
+        && a.scenarios == b.scenarios
 }

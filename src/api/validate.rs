@@ -130,20 +130,8 @@ fn commit(c: &str) -> Result<(), ApiError> {
 }
 
 fn scenario_path(s: &str) -> Result<(), ApiError> {
-    let bad = |m: &str| Err(invalid("scenarios", format!("scenario {s:?}: {m}")));
-    if s.is_empty() {
-        return bad("must not be empty");
-    }
-    if s.starts_with('/') || s.starts_with('\\') {
-        return bad("must be a path relative to the repository root");
-    }
-    if s.contains('\\') || s.chars().any(|c| c.is_control()) {
-        return bad("use '/' as separator and no control characters");
-    }
-    if s.split('/').any(|p| p.is_empty() || p == "..") {
-        return bad("must not contain '..' or empty parts");
-    }
-    Ok(())
+    crate::model::check_scenario_path(s)
+        .map_err(|m| invalid("scenarios", format!("scenario {s:?}: {m}")))
 }
 
 #[cfg(test)]

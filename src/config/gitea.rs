@@ -91,16 +91,9 @@ impl GiteaLayer {
             ));
         }
         let scenarios = self.scenarios.unwrap_or_default();
-        if let Some(bad) = scenarios
-            .iter()
-            .find(|s| s.is_empty() || s.starts_with('/') || s.split('/').any(|part| part == ".."))
-        {
-            return Err(invalid(
-                origin,
-                format!(
-                    "gitea.scenarios: {bad:?}: use paths relative to the repository, without '..'"
-                ),
-            ));
+        for s in &scenarios {
+            crate::model::check_scenario_path(s)
+                .map_err(|m| invalid(origin, format!("gitea.scenarios: {s:?}: {m}")))?;
         }
         let branches = self.branches.unwrap_or_default();
         if branches.iter().any(String::is_empty) {
@@ -125,7 +118,19 @@ impl GiteaLayer {
         };
         let url = http_url("url", self.url)?;
         let dashboard_url = http_url("dashboard_url", self.dashboard_url)?;
-        let token = self.token.filter(|t| !t.is_empty()).map(Secret);
+        let token = self
+            .token
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .map(Secret);
+        if let Some(t) = &token
+            && !t.0.chars().all(|c| c.is_ascii_graphic())
+        {
+            return Err(invalid(
+                origin,
+                "gitea.token: an access token is printable ASCII without spaces",
+            ));
+        }
         let statuses = match (url, token) {
             (Some(url), Some(token)) => Some(StatusConfig {
                 url,

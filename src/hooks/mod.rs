@@ -48,7 +48,9 @@ pub fn queue_id(full_name: &str, commit: &str) -> QueueId {
         };
         name.push(c);
     }
-    let name = name.trim_matches('-');
+    // An id starts with a letter or digit.
+    let name = name.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
+    let name = name.trim_end_matches('-');
     // Room for "-" and the commit within the 64 characters of an id.
     let name: String = name.chars().take(64 - 1 - short.len()).collect();
     let name = name.trim_end_matches('-');
@@ -94,6 +96,8 @@ mod tests {
             "team-fw-app-3f2a9c1b7d0e"
         );
         assert_eq!(queue_id("..", sha).as_str(), "commit-3f2a9c1b7d0e");
+        assert_eq!(queue_id("_team/fw", sha).as_str(), "team-fw-3f2a9c1b7d0e");
+        assert_eq!(queue_id("-_-/x", sha).as_str(), "x-3f2a9c1b7d0e");
         let long = format!("{}/{}", "o".repeat(40), "n".repeat(40));
         let id = queue_id(&long, sha);
         assert!(id.as_str().len() <= 64, "{id}");

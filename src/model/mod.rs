@@ -45,6 +45,24 @@ pub fn validate_id(s: &str) -> Result<(), InvalidId> {
     Ok(())
 }
 
+/// A scenario path as requests give it: relative to the repository, `/`-separated, without
+/// `..` or empty parts; the error says what to change.
+pub fn check_scenario_path(s: &str) -> Result<(), &'static str> {
+    if s.is_empty() {
+        return Err("must not be empty");
+    }
+    if s.starts_with('/') || s.starts_with('\\') {
+        return Err("must be a path relative to the repository root");
+    }
+    if s.contains('\\') || s.chars().any(|c| c.is_control()) {
+        return Err("use '/' as separator and no control characters");
+    }
+    if s.split('/').any(|p| p.is_empty() || p == "..") {
+        return Err("must not contain '..' or empty parts");
+    }
+    Ok(())
+}
+
 macro_rules! id_newtype {
     ($(#[$meta:meta])* $name:ident) => {
         $(#[$meta])*

@@ -15,6 +15,7 @@
 
 mod actor;
 mod codec;
+mod follow;
 mod ids;
 mod init;
 mod reads;
@@ -29,6 +30,7 @@ use redb::Database;
 use tokio::sync::{broadcast, oneshot, watch};
 
 pub use actor::{KEEP_EVENTS, MAX_EVENTS};
+pub use follow::Follower;
 pub use reads::{EventsAfter, Page};
 pub use writes::Enqueued;
 
@@ -143,6 +145,11 @@ impl Store {
     /// Every committed change from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.inner.changes.subscribe()
+    }
+
+    /// Every change committed from now on, in order and without gaps (see [`Follower`]).
+    pub fn follow(&self) -> Follower {
+        Follower::new(self.clone())
     }
 
     /// The sequence number of the latest committed change.

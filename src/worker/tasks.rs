@@ -356,13 +356,13 @@ async fn persist(
                 }
             }
             Event::Finished(result, transcript) => {
-                state.metrics.test(result.status);
-                if let Err(e) = state
+                match state
                     .store
                     .record_test(&queue.id, &task.id, result.clone())
                     .await
                 {
-                    tracing::error!(error = %e, "cannot record a test result");
+                    Ok(()) => state.metrics.test(result.status),
+                    Err(e) => tracing::error!(error = %e, "cannot record a test result"),
                 }
                 let (reports, q, tid, dir) = (
                     state.reports.clone(),

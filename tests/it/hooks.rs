@@ -96,6 +96,34 @@ async fn a_push_becomes_one_queue_however_often_its_commit_arrives() {
     );
 }
 
+/// A queue enqueued through the API under the id a push would get, but running something else,
+/// is not taken for the push's queue.
+#[tokio::test]
+async fn a_queue_that_runs_something_else_under_the_id_is_not_folded_into() {
+    let (state, _dir) = test_state(SETTINGS);
+    let squat = json!({"id": "team-fw-app-3f2a9c1b7d0e", "repo": "https://elsewhere.invalid/x.git",
+        "commit": "3f2a9c1b7d0e5a6b8c9d0e1f2a3b4c5d6e7f8091", "environment": "xtensa-sim",
+        "scenarios": ["scenarios/always-passes.xml"]});
+    let req = Request::post("/api/queues")
+        .header("content-type", "application/json")
+        .body(Body::from(squat.to_string()))
+        .unwrap();
+    assert_eq!(call(&state, req).await.0, StatusCode::CREATED);
+    let (s, e) = call(&state, delivery("push", &fixture(PUSH), "d")).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{e:#}");
+    assert_error(&e, "conflict", "runs something else");
+    let q = state
+        .store
+        .get(&testarena::model::QueueId::parse("team-fw-app-3f2a9c1b7d0e").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        q.queue.request.repo, "https://elsewhere.invalid/x.git",
+        "untouched"
+    );
+}
+
 #[tokio::test]
 async fn deliveries_that_queue_nothing_say_why() {
     let (state, _dir) = test_state(

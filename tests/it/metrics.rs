@@ -41,18 +41,21 @@ async fn metrics_follow_runs_results_and_stream_clients() {
         .to_owned();
     app.wait_status(&id, "passed", Duration::from_secs(30))
         .await;
-    // The final status is counted from the change feed: wait for that change to be counted.
-    let mut changes = app.state.store.subscribe();
-    let mut text = metrics(&app).await;
-    while !has(
-        &text,
-        "testarena_queues_finished_total{environment=\"sim\",status=\"passed\"} 1",
-    ) {
-        tokio::time::timeout(Duration::from_secs(10), changes.recv())
-            .await
-            .ok();
-        text = metrics(&app).await;
-    }
+    // The final status is counted from the change feed, just after the change: each scrape
+    // is a fresh look, up to a deadline.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let finished = "testarena_queues_finished_total{environment=\"sim\",status=\"passed\"} 1";
+    let text = loop {
+        let text = metrics(&app).await;
+        if has(&text, finished) {
+            break text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{finished:?} never came:\n{text}"
+        );
+        tokio::task::yield_now().await;
+    };
     for line in [
         "testarena_queues_enqueued_total{source=\"api\"} 1",
         "testarena_tests_total{status=\"passed\"} 2",

@@ -103,10 +103,12 @@ async fn a_queue_shows_on_its_commit_as_pending_then_success() {
     let (gitea, mut posted) = fake_gitea(&repos, 1).await;
 
     let settings = format!(
-        "[gitea]\nurl = \"http://{gitea}\"\ntoken = \"tok\"\ndashboard_url = \"http://testarena.example\"\n"
+        "[gitea]\nurl = \"http://{gitea}\"\nenvironment = \"sim\"\ntoken = \"tok\"\ndashboard_url = \"http://testarena.example\"\n"
     );
     let app = spawn_app_with(&config("echo built > built.txt", &settings, "")).await;
+    // As a push delivery would enqueue it (the id of the commit, the configured environment).
     let body = json!({
+        "id": format!("team-fw-{}", &sha[..12]),
         "repo": format!("http://{gitea}/team/fw.git"),
         "branch": "main",
         "commit": sha,

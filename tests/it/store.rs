@@ -445,3 +445,28 @@ fn answers_arrive_after_the_opening_runtime_is_gone() {
         store.close().await;
     });
 }
+
+/// A follower that fell behind the broadcast (it holds 4,096 changes) still gets every change,
+/// in order, each once: the rest comes from the event table.
+#[tokio::test]
+async fn a_follower_that_falls_behind_misses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut follower = store.follow();
+    let first = store.latest_seq() + 1;
+    let n = 5_000;
+    let enqueues = (0..n).map(|i| store.enqueue(id(&format!("f{i}")), req("esp32", 0)));
+    for r in futures_util::future::join_all(enqueues).await {
+        r.unwrap();
+    }
+    let mut seqs = Vec::new();
+    for _ in 0..n {
+        let c = tokio::time::timeout(std::time::Duration::from_secs(10), follower.next())
+            .await
+            .expect("a change in time")
+            .expect("the store is open");
+        seqs.push(c.seq);
+    }
+    let expected: Vec<u64> = (first..first + n as u64).collect();
+    assert_eq!(seqs, expected);
+}
