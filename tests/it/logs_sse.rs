@@ -190,11 +190,17 @@ async fn resuming_with_last_event_id_loses_and_repeats_nothing() {
         .await
         .unwrap();
     let w = app.state.logs.writer(&id).unwrap();
+    // Lines keep coming while the connections come and go (a writer that finished early would
+    // leave a resumed connection with nothing more to read), then the log ends.
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let writer = tokio::spawn(async move {
-        for i in 0..20_000 {
-            w.line(&format!("{i:05} {}", "z".repeat(i % 70)));
+        for i in 0..2_000_000 {
+            w.line(&format!("{i:07} {}", "z".repeat(i % 70)));
             if i % 500 == 0 {
                 tokio::task::yield_now().await;
+                if i >= 20_000 && stopped.try_recv().is_ok() {
+                    break;
+                }
             }
         }
         w.close().await.unwrap();
@@ -212,6 +218,7 @@ async fn resuming_with_last_event_id_loses_and_repeats_nothing() {
             last_id = event.id;
         }
     }
+    let _ = stop.send(());
     writer.await.unwrap();
     app.state
         .store
