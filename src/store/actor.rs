@@ -80,14 +80,19 @@ impl Batch<'_> {
     /// The arrival seq of queue `id`, as this batch leaves it.
     pub(super) fn seq_of(&self, id: &QueueId) -> Option<u64> {
         match self.pending.get(id) {
-            Some(seq) => *seq,
+            Some(seq) => seq,
             None => self.ids.get(id),
         }
     }
 
     /// Binds `id` to `seq` (`None`: removes it) once the batch is committed.
     pub(super) fn index(&mut self, id: &QueueId, seq: Option<u64>) {
-        self.pending.insert(id.clone(), seq);
+        self.pending.bind(id, seq);
+    }
+
+    /// One more (`+1`) or one fewer (`-1`) queue in `status`, once the batch is committed.
+    pub(super) fn count(&mut self, status: Status, delta: i64) {
+        self.pending.count(status, delta);
     }
 
     /// Notes that the batch has written something and must be committed.
@@ -256,7 +261,7 @@ fn run_jobs(txn: &WriteTransaction, ids: &Ids, jobs: Vec<Job>) -> Result<Ran, St
     let mut batch = Batch {
         t,
         ids,
-        pending: Pending::new(),
+        pending: Pending::default(),
         seq,
         changes: Vec::new(),
         poisoned: false,

@@ -1,8 +1,6 @@
 //! Opening a database file: creates the tables, checks the schema, migrates the tables of
 //! earlier versions, and rebuilds the in-memory id index.
 
-use std::collections::HashMap;
-
 use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableHandle, WriteTransaction,
 };
@@ -11,7 +9,7 @@ use super::StoreError;
 use super::codec;
 use super::ids::Ids;
 use super::tables::{EVENTS, FORMAT, META, META_SCHEMA, META_SEQ, QUEUES, TASKS, WAITING, v1};
-use crate::model::{Queue, QueueId};
+use crate::model::Queue;
 
 /// What an opened file holds: the last sequence number and the id index.
 pub(super) struct Opened {
@@ -51,7 +49,7 @@ pub(super) fn init(db: &Database) -> Result<Opened, StoreError> {
     txn.commit()?;
     Ok(Opened {
         seq,
-        ids: Ids::new(load_ids(db)?),
+        ids: load_ids(db)?,
     })
 }
 
@@ -78,22 +76,23 @@ fn migrate_v1(txn: &WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn load_ids(db: &Database) -> Result<HashMap<QueueId, u64>, StoreError> {
+/// The id index and the counts per status, from every stored queue.
+fn load_ids(db: &Database) -> Result<Ids, StoreError> {
     let txn = db.begin_read()?;
     let queues = txn.open_table(QUEUES)?;
-    let mut map = HashMap::with_capacity(queues.len()? as usize);
+    let mut all = Vec::with_capacity(queues.len()? as usize);
     for entry in queues.iter()? {
         let (seq, bytes) = entry?;
         let q: Queue = codec::decode(bytes.value())?;
-        map.insert(q.id, seq.value());
+        all.push((q.id, seq.value(), q.status));
     }
-    Ok(map)
+    Ok(Ids::new(all))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{QueueRequest, Status, Task, TaskId};
+    use crate::model::{QueueId, QueueRequest, Status, Task, TaskId};
     use crate::store::Store;
 
     fn queue(id: &str, seq: u64) -> Queue {

@@ -1,8 +1,6 @@
 //! Read-only queries. Each opens its own read transaction; they run on blocking threads and
 //! never wait for the writer.
 
-use std::collections::HashMap;
-
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::codec;
@@ -76,21 +74,6 @@ pub(super) fn list(
         items.push(q);
     }
     Ok(Page { items, next_cursor })
-}
-
-pub(super) fn counts(db: &Database) -> Result<Vec<(Status, u64)>, StoreError> {
-    let txn = db.begin_read()?;
-    let queues = txn.open_table(QUEUES)?;
-    let mut counts: HashMap<Status, u64> = HashMap::new();
-    for entry in queues.iter()? {
-        let q: Queue = codec::decode(entry?.1.value())?;
-        *counts.entry(q.status).or_default() += 1;
-    }
-    Ok(Status::ALL
-        .into_iter()
-        .filter(|s| *s != Status::Skipped)
-        .map(|s| (s, counts.get(&s).copied().unwrap_or(0)))
-        .collect())
 }
 
 pub(super) fn waiting(db: &Database) -> Result<Vec<Queue>, StoreError> {

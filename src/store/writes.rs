@@ -69,6 +69,8 @@ fn set_status(b: &mut Batch<'_>, q: &mut Queue, to: Status) -> Result<(), StoreE
     Status::queue_transition(from, to)?;
     let now = now_millis();
     b.touch();
+    b.count(from, -1);
+    b.count(to, 1);
     if from == Status::Waiting {
         b.t.waiting.remove(waiting_key(q))?;
     }
@@ -132,6 +134,7 @@ pub(super) fn enqueue(
     insert_tasks(b, seq, &tasks)?;
     b.t.waiting.insert(waiting_key(&queue), id.as_str())?;
     b.index(&id, Some(seq));
+    b.count(Status::Waiting, 1);
     Ok(Enqueued::Created(QueueView { queue, tasks }))
 }
 
@@ -218,6 +221,7 @@ pub(super) fn delete(b: &mut Batch<'_>, id: &QueueId) -> Result<(), StoreError> 
     b.touch();
     b.t.queues.remove(q.seq)?;
     b.index(id, None);
+    b.count(q.status, -1);
     if q.status == Status::Waiting {
         b.t.waiting.remove(waiting_key(&q))?;
     }

@@ -470,3 +470,73 @@ async fn a_follower_that_falls_behind_misses_nothing() {
     let expected: Vec<u64> = (first..first + n as u64).collect();
     assert_eq!(seqs, expected);
 }
+
+/// The counts per status are kept with every write, not counted from the queues: they must
+/// agree with the queues after every kind of change, and after a restart.
+#[tokio::test]
+async fn counts_per_status_agree_with_the_queues_through_every_change_and_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for i in 0..12 {
+        store
+            .enqueue(id(&format!("c{i}")), req("esp32", 0))
+            .await
+            .unwrap();
+    }
+    // Idempotent and refused writes change nothing.
+    store.enqueue(id("c0"), req("esp32", 0)).await.unwrap();
+    assert!(store.enqueue(id("c0"), req("esp32", 5)).await.is_err());
+    let claimed = store
+        .claim_next(ClaimFilter::default())
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .claim_next(ClaimFilter::default())
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .transition(&claimed.id, Status::Passed, None)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .transition(&claimed.id, Status::Running, None)
+            .await
+            .is_err()
+    );
+    store.abort_waiting(&id("c5")).await.unwrap();
+    store.delete(&id("c6")).await.unwrap();
+    store.delete(&claimed.id).await.unwrap();
+    let scanned = |items: Vec<testarena::model::Queue>| {
+        let mut by: std::collections::BTreeMap<String, u64> = Default::default();
+        for q in items {
+            *by.entry(q.status.to_string()).or_default() += 1;
+        }
+        by
+    };
+    let kept = |counts: Vec<(Status, u64)>| {
+        counts
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(s, n)| (s.to_string(), n))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let queues = store.list(None, 100, None).await.unwrap().items;
+    let counts = store.counts().await.unwrap();
+    assert_eq!(kept(counts.clone()), scanned(queues));
+    let expect = [("aborted", 1), ("running", 1), ("waiting", 8)];
+    assert_eq!(
+        kept(counts),
+        expect.iter().map(|(s, n)| (s.to_string(), *n)).collect()
+    );
+    store.close().await;
+    drop(store);
+    let store = open(&dir);
+    assert_eq!(
+        kept(store.counts().await.unwrap()),
+        expect.iter().map(|(s, n)| (s.to_string(), *n)).collect(),
+        "rebuilt at start-up"
+    );
+}
