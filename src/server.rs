@@ -14,6 +14,7 @@ use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::logs::LogHub;
 use crate::metrics::Metrics;
+use crate::model::Status;
 use crate::report::Reports;
 use crate::store::Store;
 use crate::worker::{self, WorkerHandle};
@@ -108,17 +109,10 @@ async fn count_finished(state: AppState, mut changes: crate::store::Follower) {
     loop {
         let change = tokio::select! {
             () = state.shutdown.cancelled() => return,
-            change = changes.next() => change,
+            change = changes.next_queue(Status::is_terminal) => change,
         };
         match change {
-            Some(c) if c.task.is_none() && c.to.is_some_and(|s| s.is_terminal()) => {
-                if let Ok(Some(mut view)) = state.store.get(&c.queue).await {
-                    // The status of this change, whatever the queue became since.
-                    view.queue.status = c.to.unwrap_or(view.queue.status);
-                    state.metrics.finished(&view.queue);
-                }
-            }
-            Some(_) => {}
+            Some(queue) => state.metrics.finished(&queue),
             None => return,
         }
     }

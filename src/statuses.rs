@@ -120,19 +120,12 @@ pub async fn run(state: AppState, config: StatusConfig, mut changes: Follower) {
     loop {
         let change = tokio::select! {
             () = state.shutdown.cancelled() => return,
-            change = changes.next() => change,
+            change = changes.next_queue(|_| true) => change,
         };
-        let change = match change {
-            Some(c) if c.task.is_none() && c.to.is_some() => c,
-            Some(_) => continue,
-            None => return,
+        // The queue in the status of the change, not a later one it may already be in.
+        let Some(queue) = change else {
+            return;
         };
-        let Ok(Some(view)) = state.store.get(&change.queue).await else {
-            continue;
-        };
-        // The status of the change, not a later one the queue may already be in.
-        let mut queue = view.queue;
-        queue.status = change.to.unwrap_or(queue.status);
         let Some(target) = target(&state.config.gitea, &config, &queue) else {
             continue;
         };

@@ -53,11 +53,7 @@ pub async fn gitea(
     }
     let body = body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the delivery is larger than the server accepts ([api] max_body)",
-            )
+            ApiError::payload_too_large()
         } else {
             ApiError::bad_request("unreadable_body", r.body_text(), None)
         }

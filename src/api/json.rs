@@ -46,11 +46,7 @@ fn rejection_to_error(r: JsonRejection) -> ApiError {
             )
         }
         JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the body is larger than the server accepts ([api] max_body); send a smaller body",
-            )
+            ApiError::payload_too_large()
         }
         other => ApiError::bad_request("unreadable_body", other.body_text(), None),
     }

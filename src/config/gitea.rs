@@ -63,10 +63,9 @@ pub(super) struct GiteaLayer {
 
 impl GiteaLayer {
     pub fn apply(&mut self, other: GiteaLayer) {
-        macro_rules! take {
-            ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f; } )* };
-        }
         take!(
+            self,
+            other,
             secret,
             environment,
             scenarios,

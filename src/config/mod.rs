@@ -13,6 +13,14 @@ use serde::Deserialize;
 
 use crate::model::parse_duration;
 
+/// Lays the set fields of a layer over the accumulated ones (defined before the submodules,
+/// which use it too).
+macro_rules! take {
+    ($dst:expr, $src:expr, $($field:ident),*) => {
+        $( if $src.$field.is_some() { $dst.$field = $src.$field; } )*
+    };
+}
+
 mod gitea;
 mod values;
 
@@ -204,12 +212,6 @@ struct Builder {
     worker: WorkerLayer,
     environments: BTreeMap<String, EnvLayer>,
     gitea: gitea::GiteaLayer,
-}
-
-macro_rules! take {
-    ($dst:expr, $src:expr, $($field:ident),*) => {
-        $( if $src.$field.is_some() { $dst.$field = $src.$field; } )*
-    };
 }
 
 impl Builder {

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::Store;
-use crate::model::Change;
+use crate::model::{Change, Queue, Status};
 
 /// Every change committed after [`Store::follow`] was called, in order, each once.
 pub struct Follower {
@@ -54,6 +54,23 @@ impl Follower {
                 }
                 Err(RecvError::Lagged(_)) => self.catch_up().await,
                 Err(RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// The queue of the next change of a queue's status that `wanted` accepts: as stored now,
+    /// but in that change's status. Queues deleted meanwhile are passed over. `None` once the
+    /// store is closed.
+    pub async fn next_queue(&mut self, wanted: impl Fn(Status) -> bool) -> Option<Queue> {
+        loop {
+            let change = self.next().await?;
+            let Some(to) = change.to.filter(|to| change.task.is_none() && wanted(*to)) else {
+                continue;
+            };
+            if let Ok(Some(view)) = self.store.get(&change.queue).await {
+                let mut queue = view.queue;
+                queue.status = to;
+                return Some(queue);
             }
         }
     }
