@@ -58,6 +58,7 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub environments: BTreeMap<String, Environment>,
     pub gitea: GiteaConfig,
+    pub sandbox: SandboxConfig,
     /// `serve --echo-logs`: queue log lines also go to the server's stdout (flag only).
     pub echo_logs: bool,
 }
@@ -79,6 +80,20 @@ pub struct WorkerConfig {
     pub max_line: usize,
 }
 
+/// How repository code (build, simulate, `<run>` steps) is confined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxMode {
+    /// Inside bubblewrap: read-only system, only the checkout writable, no network but for builds.
+    Bwrap,
+    /// Unconfined, as the server's user (still with a clean environment).
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    pub mode: SandboxMode,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Environment {
     pub name: String,
@@ -89,6 +104,10 @@ pub struct Environment {
     pub boot_timeout: Duration,
     pub max_parallel: Option<usize>,
     pub console: ConsoleKind,
+    /// Whether the build step may reach the network (simulate and `<run>` never may).
+    pub build_network: bool,
+    /// Variables every command of this environment gets, on top of the allow-list.
+    pub env: BTreeMap<String, String>,
 }
 
 // ---- raw layers -------------------------------------------------------------------------------
@@ -103,6 +122,13 @@ struct Layer {
     #[serde(default)]
     environments: BTreeMap<String, EnvLayer>,
     gitea: Option<gitea::GiteaLayer>,
+    sandbox: Option<SandboxLayer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SandboxLayer {
+    mode: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -133,6 +159,8 @@ struct EnvLayer {
     boot_timeout: Option<Dur>,
     max_parallel: Option<usize>,
     console: Option<String>,
+    build_network: Option<bool>,
+    env: Option<BTreeMap<String, String>>,
 }
 
 fn parse_layer(origin: &str, text: &str) -> Result<Layer, ConfigError> {
@@ -174,6 +202,10 @@ impl Config {
             origin = path.display().to_string();
             b = b.apply(parse_layer(&origin, &text)?);
         }
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        if let Some((_, dir)) = env.iter().find(|(k, _)| k == "CREDENTIALS_DIRECTORY") {
+            b = b.apply_credentials(Path::new(dir))?;
+        }
         b = b.apply_env(env)?;
         if let Some(root) = &overrides.root {
             b.root = Some(root.clone());
@@ -212,6 +244,7 @@ struct Builder {
     worker: WorkerLayer,
     environments: BTreeMap<String, EnvLayer>,
     gitea: gitea::GiteaLayer,
+    sandbox: SandboxLayer,
 }
 
 impl Builder {
@@ -236,6 +269,9 @@ impl Builder {
         if let Some(g) = layer.gitea {
             self.gitea.apply(g);
         }
+        if let Some(sb) = layer.sandbox {
+            take!(self.sandbox, sb, mode);
+        }
         for (name, env) in layer.environments {
             let slot = self.environments.entry(name).or_default();
             take!(
@@ -247,10 +283,28 @@ impl Builder {
                 build_timeout,
                 boot_timeout,
                 max_parallel,
-                console
+                console,
+                build_network,
+                env
             );
         }
         self
+    }
+
+    /// systemd's `LoadCredential=gitea-secret:…` and `gitea-token:…`: secrets as files in
+    /// `$CREDENTIALS_DIRECTORY`, below the `TESTARENA_*` variables.
+    fn apply_credentials(mut self, dir: &Path) -> Result<Builder, ConfigError> {
+        for (name, slot) in [
+            ("gitea-secret", &mut self.gitea.secret),
+            ("gitea-token", &mut self.gitea.token),
+        ] {
+            let path = dir.join(name);
+            if path.is_file() {
+                let origin = format!("credential {}", path.display());
+                *slot = Some(secret_file(&origin, &path.to_string_lossy())?);
+            }
+        }
+        Ok(self)
     }
 
     fn apply_env(
@@ -284,7 +338,14 @@ impl Builder {
                 "TESTARENA_WORKER_MAX_ATTEMPTS" => {
                     self.worker.max_attempts = Some(num(&value)? as u32)
                 }
+                "TESTARENA_SANDBOX_MODE" => self.sandbox.mode = Some(value),
                 "TESTARENA_GITEA_SECRET" => self.gitea.secret = Some(value),
+                "TESTARENA_GITEA_SECRET_FILE" => {
+                    self.gitea.secret = Some(secret_file(&origin, &value)?)
+                }
+                "TESTARENA_GITEA_TOKEN_FILE" => {
+                    self.gitea.token = Some(secret_file(&origin, &value)?)
+                }
                 "TESTARENA_GITEA_ENVIRONMENT" => self.gitea.environment = Some(value),
                 "TESTARENA_GITEA_URL" => self.gitea.url = Some(value),
                 "TESTARENA_GITEA_TOKEN" => self.gitea.token = Some(value),
@@ -396,11 +457,25 @@ impl Builder {
                     .unwrap_or("stdio")
                     .parse()
                     .map_err(|m: String| invalid(origin, format!("{}: {m}", key("console"))))?,
+                build_network: e.build_network.unwrap_or(true),
+                env: child_env(origin, &key("env"), e.env.unwrap_or_default())?,
             };
             environments.insert(name, env);
         }
         let names: Vec<&str> = environments.keys().map(String::as_str).collect();
         let gitea = self.gitea.finish(origin, &names)?;
+        let sandbox = SandboxConfig {
+            mode: match self.sandbox.mode.as_deref().unwrap_or("bwrap") {
+                "bwrap" => SandboxMode::Bwrap,
+                "none" => SandboxMode::None,
+                other => {
+                    return Err(invalid(
+                        origin,
+                        format!("sandbox.mode: unknown mode {other:?}: use \"bwrap\" or \"none\""),
+                    ));
+                }
+            },
+        };
         Ok(Config {
             listen,
             root,
@@ -408,6 +483,7 @@ impl Builder {
             worker,
             environments,
             gitea,
+            sandbox,
             echo_logs: false,
         })
     }
@@ -421,6 +497,46 @@ fn nonzero(origin: &str, key: &str, d: Option<Dur>) -> Result<Duration, ConfigEr
             format!("{key}: must be a duration above zero, e.g. \"60s\""),
         )),
     }
+}
+
+/// Reads a secret from a file (`TESTARENA_GITEA_SECRET_FILE`, systemd's `LoadCredential=`);
+/// one trailing newline is not part of it.
+fn secret_file(origin: &str, path: &str) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| invalid(origin, format!("cannot read {path}: {e}")))?;
+    Ok(text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(&text)
+        .to_owned())
+}
+
+/// An environment's `env` table: names a child process can be given.
+fn child_env(
+    origin: &str,
+    key: &str,
+    env: BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    for (name, value) in &env {
+        let valid = !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(invalid(
+                origin,
+                format!(
+                    "{key}: {name:?}: a variable name is letters, digits and '_', not starting with a digit"
+                ),
+            ));
+        }
+        if value.contains('\0') {
+            return Err(invalid(
+                origin,
+                format!("{key}.{name}: a value must not contain a NUL character"),
+            ));
+        }
+    }
+    Ok(env)
 }
 
 /// The queue directory of `id` under `root`.
