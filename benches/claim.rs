@@ -35,10 +35,13 @@ const LIMIT: Duration = Duration::from_secs(10);
 const BACKLOG: usize = 10_000;
 
 fn config(root: &std::path::Path, slots: usize) -> Config {
+    // The missing repository is in the temporary directory that holds the root.
+    let repos = root.parent().expect("the root is in a temporary directory");
     let text = format!(
         r#"
         [worker]
         slots = {slots}
+        allowed_repos = [{repos:?}]
         [environments.fast]
         build = ["true"]
         simulate = ["true"]

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The two-minute demo: against a running TestArena server, creates the demo firmware repository
-# (fixtures/demo-repo.sh) in a temporary directory, enqueues it with four scenarios (one passes,
-# one fails, one times out, one crashes the board), follows the live log until the queue ends and
-# prints the outcome.
+# (fixtures/demo-repo.sh) at /tmp/demo-repo (or reuses the one there), enqueues it with four
+# scenarios (one passes, one fails, one times out, one crashes the board), follows the live log
+# until the queue ends and prints the outcome.
 #
 # Usage: scripts/demo.sh [SERVER_URL]      (default http://127.0.0.1:8080, or $TESTARENA_URL)
 #
-# Start the server first, on the same machine (it reads the repository by its path):
-#   cargo run --release -- serve --root /tmp/testarena
+# Start the server first, on the same machine (it reads the repository by its path, which its
+# [worker] allowed_repos must allow):
+#   TESTARENA_WORKER_ALLOWED_REPOS=/tmp/demo-repo cargo run --release -- serve --root /tmp/testarena
 # The server needs git, make, Debian's xtensa-lx106 cross compiler and qemu-system-xtensa.
 # This script needs bash and curl; jq (or python3) makes the final JSON easier to read.
 set -euo pipefail
@@ -24,6 +25,8 @@ esac
 url=${1:-${TESTARENA_URL:-http://127.0.0.1:8080}}
 url=${url%/}
 here=$(cd "$(dirname "$0")/.." && pwd)
+repo=/tmp/demo-repo
+serve="TESTARENA_WORKER_ALLOWED_REPOS=$repo cargo run --release -- serve --root /tmp/testarena"
 
 if [ -t 1 ]; then
     bold=$'\e[1m' dim=$'\e[2m' red=$'\e[31m' green=$'\e[32m' reset=$'\e[0m'
@@ -42,16 +45,21 @@ command -v git >/dev/null || die "git is needed: apt-get install git"
 # 1. The server is up.
 if ! curl -fsS --max-time 5 "$url/healthz" >/dev/null 2>&1; then
     die "no TestArena server answers at $url. Start one in another terminal:
-    cargo run --release -- serve --root /tmp/testarena
+    $serve
 then run this script again (or pass the server's URL: scripts/demo.sh http://HOST:PORT)."
 fi
 say "server at $url is up"
 
-# 2. The repository: firmware sources, a Makefile and scenarios/*.xml, on two branches.
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/testarena-demo.XXXXXX")
-chmod 0755 "$tmp" # the server may run as another user
-repo=$("$here/fixtures/demo-repo.sh" "$tmp/firmware")
-say "created the demo firmware repository: $repo"
+# 2. The repository: firmware sources, a Makefile and scenarios/*.xml, on two branches. At a
+#    fixed path, which the server must allow; one from an earlier run is used again.
+if git -C "$repo" rev-parse -q --verify refs/heads/feature/extra >/dev/null 2>&1 &&
+    [ -f "$repo/scenarios/crash.xml" ]; then
+    say "using the demo firmware repository of an earlier run: $repo (remove it to make it anew)"
+else
+    "$here/fixtures/demo-repo.sh" "$repo" >/dev/null
+    chmod 0755 "$repo" # the server may run as another user
+    say "created the demo firmware repository: $repo"
+fi
 git -C "$repo" log --oneline --all --graph | sed "s/^/    /"
 
 # 3. Enqueue it.
@@ -74,7 +82,14 @@ response=$(curl -sS -X POST "$url/api/queues" -H 'content-type: application/json
 code=${response##*$'\n'}
 case "$code" in
 200 | 201) ;;
-*) die "the server refused the queue (HTTP $code): ${response%$'\n'*}" ;;
+*)
+    case "$response" in
+    *allowed_repos*) die "the server does not allow $repo ([worker] allowed_repos). Start it with:
+    $serve
+(HTTP $code: ${response%$'\n'*})" ;;
+    esac
+    die "the server refused the queue (HTTP $code): ${response%$'\n'*}"
+    ;;
 esac
 say "queued; dashboard: $url/queues/$id"
 
@@ -163,5 +178,5 @@ ${bold}Next${reset}
                       -d '{"repo": "$repo", "branch": "feature/extra", "environment": "xtensa-sim", "scenarios": ["scenarios/extra.xml"]}'
   try abort         the same with "branch": "main", "scenarios": ["scenarios/manual/slow.xml"]
                     (a 60 s host command), then: curl -sS -X POST $url/api/queues/ID/abort
-  The repository stays in $tmp: remove it when you are done.
+  The repository stays in $repo: remove it when you are done.
 EOF

@@ -54,7 +54,12 @@ impl Server {
         }
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
+        let sandbox = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || crate::exec::executor_from_config(&config)).await?
+        };
         let state = AppState {
+            sandbox,
             logs: LogHub::with_echo(&config.root, config.echo_logs),
             reports: Reports::new().context("cannot load the report templates")?,
             config: Arc::new(config),

@@ -1,10 +1,12 @@
-//! `GET /queues/{id}/files/{*path}`: the files under a queue's directory (reports, logs, the
-//! checkout), read-only.
+//! `GET /queues/{id}/files/{*path}`: a queue's log and reports (`queue.log`, `report.html`,
+//! `tasks/…`), read-only. Never the checkout (`repo/`): it holds whatever the repository holds,
+//! symlinks and secrets its build may have written included.
 //!
 //! The path is checked component by component before it touches the filesystem (no empty, `.`
-//! or `..` component, no NUL, no backslash), then resolved and canonicalized: a symlink in the
-//! checkout that leads outside the queue's directory is refused. Every response says `nosniff`
-//! and carries a sandboxing content security policy, because a checkout may hold any HTML.
+//! or `..` component, no NUL, no backslash), its first component must be one of [`SERVED`], then
+//! it is resolved and canonicalized: a symlink that leads outside the queue's directory is
+//! refused. Every response says `nosniff` and carries a sandboxing content security policy,
+//! because a test's log may hold any HTML.
 
 use std::path::{Path as FsPath, PathBuf};
 
@@ -22,6 +24,9 @@ use crate::model::QueueId;
 /// Scripts never run in a served file; inline styles (our reports) and local images do.
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; sandbox";
 
+/// The first component of every path served: the queue's log and reports.
+pub const SERVED: &[&str] = &["report.html", "queue.log", "tasks"];
+
 /// Bytes read per chunk when streaming a file.
 const CHUNK: usize = 64 * 1024;
 
@@ -33,6 +38,15 @@ pub async fn serve_file(
         .map_err(|e| ApiError::bad_request("invalid_id", e.to_string(), Some("id")))?;
     let parts =
         check_path(&path).map_err(|m| ApiError::bad_request("invalid_path", m, Some("path")))?;
+    if !SERVED.contains(&parts[0]) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "file {path} not found: only report.html, queue.log and tasks/… are served, not the checkout"
+            ),
+        ));
+    }
     let queue_dir = state.config.root.join("queues").join(id.as_str());
     let file = resolve(&queue_dir, &parts).await?;
     serve(&file).await
@@ -177,7 +191,7 @@ mod tests {
         for good in [
             "report.html",
             "tasks/smoke/tests/shell/ping.html",
-            "repo/.ci/run",
+            "tasks/t/.hidden",
             "a..b/c",
         ] {
             assert!(check_path(good).is_ok(), "{good}");
@@ -211,10 +225,10 @@ mod tests {
         check("tasks/x/task.log", "text/plain; charset=utf-8");
         check("junit.xml", "application/xml; charset=utf-8");
         check("summary.json", "application/json");
-        check("repo/img.png", "image/png");
-        check("repo/firmware.elf", "application/octet-stream");
-        check("repo/Makefile", "application/octet-stream");
-        check("repo/app.js", "text/plain; charset=utf-8");
-        check("repo/pic.svg", "text/plain; charset=utf-8");
+        check("tasks/t/img.png", "image/png");
+        check("tasks/t/firmware.elf", "application/octet-stream");
+        check("tasks/t/Makefile", "application/octet-stream");
+        check("tasks/t/app.js", "text/plain; charset=utf-8");
+        check("tasks/t/pic.svg", "text/plain; charset=utf-8");
     }
 }

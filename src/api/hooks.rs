@@ -2,10 +2,11 @@
 //!
 //! Checked in this order, each with its own error: webhooks configured (a secret is set),
 //! JSON content type, the HMAC-SHA256 signature over the raw body, the event. Then the delivery
-//! is validated like any enqueue. Answers: 202 with the new queue; 200 with the queue when the
-//! same commit is already queued (redelivery, a push and a pull-request update, a tag); 200 with
-//! `ignored` and the reason for a delivery that queues nothing. Gitea shows the answer in the
-//! webhook's delivery history.
+//! is validated like any enqueue, after its repository: from `[gitea] url` (when set) and in
+//! `[worker] allowed_repos`, else 403. Answers: 202 with the new queue; 200 with the queue when
+//! the same commit is already queued (redelivery, a push and a pull-request update, a tag); 200
+//! with `ignored` and the reason for a delivery that queues nothing. Gitea shows the answer in
+//! the webhook's delivery history.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -19,7 +20,8 @@ use super::AppState;
 use super::error::ApiError;
 use super::queues::{EnqueueBody, queue_json};
 use super::validate;
-use crate::hooks::gitea::{Decision, Wanted, decide};
+use crate::config::Config;
+use crate::hooks::gitea::{Decision, Wanted, decide, from_this_gitea};
 use crate::hooks::signature_matches;
 use crate::model::QueueRequest;
 use crate::store::{Enqueued, StoreError};
@@ -91,7 +93,20 @@ pub async fn gitea(
         }
         Ok(Decision::Queue(wanted)) => wanted,
     };
+    repo_allowed(&state.config, &wanted.repo).inspect_err(|e| {
+        let (repo, why) = (&wanted.repo, &e.message);
+        tracing::warn!(%delivery, event, %repo, %why, "webhook delivery refused");
+    })?;
     enqueue(&state, wanted, &delivery).await
+}
+
+/// A delivery's repository must be on `[gitea] url` (when set) and in `[worker] allowed_repos`
+/// (403); a malformed one is the payload's fault (400), as for any enqueue.
+fn repo_allowed(config: &Config, repo: &str) -> Result<(), ApiError> {
+    validate::repo(repo).map_err(|e| ApiError::bad_request("invalid_payload", e.message, None))?;
+    from_this_gitea(repo, &config.gitea)
+        .and_then(|()| config.worker.allowed_repos.check(repo))
+        .map_err(|m| ApiError::new(StatusCode::FORBIDDEN, "repo_not_allowed", m))
 }
 
 async fn enqueue(state: &AppState, wanted: Wanted, delivery: &str) -> Result<Response, ApiError> {

@@ -287,7 +287,12 @@ fn render(
         .reports
         .env()
         .get_template(name)
-        .and_then(|t| t.render(ctx))
+        .and_then(|t| {
+            t.render(context! {
+                sandbox_problem => state.sandbox.unavailable(),
+                ..ctx
+            })
+        })
         .map_err(|e| ApiError::internal(format!("rendering {name}: {e:#}")))?;
     Ok((
         status,

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use super::error::ApiError;
 use super::queues::{EnqueueBody, parse_id};
 use crate::config::Config;
-use crate::model::{QueueId, QueueRequest};
+use crate::model::{MAX_SCENARIO_PATH_LEN, MAX_SCENARIOS, PRIORITIES, QueueId, QueueRequest};
 
 fn invalid(field: &str, message: String) -> ApiError {
     ApiError::bad_request("invalid_field", message, Some(field))
@@ -18,6 +18,7 @@ pub fn enqueue(body: &EnqueueBody, config: &Config) -> Result<(QueueId, QueueReq
         None => generate_id(),
     };
     repo(&body.repo)?;
+    allowed_repo(&body.repo, config)?;
     if let Some(b) = &body.branch {
         ref_name(b).map_err(|m| invalid("branch", format!("branch {b:?}: {m}")))?;
     }
@@ -34,10 +35,8 @@ pub fn enqueue(body: &EnqueueBody, config: &Config) -> Result<(QueueId, QueueReq
             ),
         ));
     }
-    let scenarios = body.scenarios.clone().unwrap_or_default();
-    for s in &scenarios {
-        scenario_path(s)?;
-    }
+    let scenarios = scenarios(body.scenarios.as_deref().unwrap_or_default())?;
+    let priority = priority(body.priority.unwrap_or(0))?;
     Ok((
         id,
         QueueRequest {
@@ -46,7 +45,7 @@ pub fn enqueue(body: &EnqueueBody, config: &Config) -> Result<(QueueId, QueueReq
             commit: body.commit.clone(),
             environment: body.environment.clone(),
             scenarios,
-            priority: body.priority.unwrap_or(0),
+            priority,
         },
     ))
 }
@@ -66,7 +65,7 @@ pub fn generate_id() -> QueueId {
 }
 
 /// A URL (`scheme://…`, `user@host:path`) or a local path; never something git reads as an option.
-fn repo(r: &str) -> Result<(), ApiError> {
+pub(super) fn repo(r: &str) -> Result<(), ApiError> {
     let bad = |m: &str| Err(invalid("repo", format!("repo {r:?}: {m}")));
     if r.trim().is_empty() {
         return bad("must not be empty: give a git URL or a local path");
@@ -81,6 +80,15 @@ fn repo(r: &str) -> Result<(), ApiError> {
         return bad("is longer than 2048 characters");
     }
     Ok(())
+}
+
+/// In `[worker] allowed_repos`; the message names the key and what to change.
+fn allowed_repo(r: &str, config: &Config) -> Result<(), ApiError> {
+    config
+        .worker
+        .allowed_repos
+        .check(r)
+        .map_err(|m| invalid("repo", m))
 }
 
 /// git's ref name rules (git check-ref-format), for a branch name.
@@ -129,9 +137,51 @@ fn commit(c: &str) -> Result<(), ApiError> {
     }
 }
 
-fn scenario_path(s: &str) -> Result<(), ApiError> {
+/// At most [`MAX_SCENARIOS`] paths, each checked; counted before anything is copied.
+fn scenarios(list: &[String]) -> Result<Vec<String>, ApiError> {
+    if list.len() > MAX_SCENARIOS {
+        return Err(invalid(
+            "scenarios",
+            format!(
+                "{} scenarios: a queue runs at most {MAX_SCENARIOS}; split them over several queues",
+                list.len()
+            ),
+        ));
+    }
+    for (i, s) in list.iter().enumerate() {
+        scenario_path(i, s)?;
+    }
+    Ok(list.to_vec())
+}
+
+fn scenario_path(i: usize, s: &str) -> Result<(), ApiError> {
+    if s.len() > MAX_SCENARIO_PATH_LEN {
+        // Not echoed: the answer stays small whatever was sent.
+        return Err(invalid(
+            "scenarios",
+            format!(
+                "scenario {i} is {} bytes long: use a path of at most {MAX_SCENARIO_PATH_LEN} bytes",
+                s.len()
+            ),
+        ));
+    }
     crate::model::check_scenario_path(s)
         .map_err(|m| invalid("scenarios", format!("scenario {s:?}: {m}")))
+}
+
+fn priority(p: i32) -> Result<i32, ApiError> {
+    if PRIORITIES.contains(&p) {
+        Ok(p)
+    } else {
+        Err(invalid(
+            "priority",
+            format!(
+                "priority {p}: use a number from {} to {} (higher runs first)",
+                PRIORITIES.start(),
+                PRIORITIES.end()
+            ),
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -151,7 +201,7 @@ mod tests {
     #[test]
     fn accepts_a_good_request() {
         let (id, req) = enqueue(
-            &body(r#"{"id":"q1","repo":"/srv/fw","branch":"feature/x","environment":"esp32","scenarios":["scenarios/a.xml"],"priority":3}"#),
+            &body(r#"{"id":"q1","repo":"https://x/fw","branch":"feature/x","environment":"esp32","scenarios":["scenarios/a.xml"],"priority":3}"#),
             &Config::defaults(),
         )
         .unwrap();
@@ -162,7 +212,8 @@ mod tests {
 
     #[test]
     fn names_the_bad_field() {
-        let base = |extra: &str| format!(r#"{{"repo":"/r","environment":"esp32"{extra}}}"#);
+        let base =
+            |extra: &str| format!(r#"{{"repo":"https://x/r","environment":"esp32"{extra}}}"#);
         assert_eq!(field_of(&base(r#","id":"a/b""#)).as_deref(), Some("id"));
         assert_eq!(field_of(&base(r#","id":"..""#)).as_deref(), Some("id"));
         assert_eq!(
@@ -190,19 +241,88 @@ mod tests {
             Some("repo")
         );
         assert_eq!(
-            field_of(r#"{"repo":"/r","environment":"nope"}"#).as_deref(),
+            field_of(r#"{"repo":"https://x/r","environment":"nope"}"#).as_deref(),
             Some("environment")
         );
+    }
+
+    /// The request `{"repo":"https://x/r","environment":"esp32", …extra}`; its error if refused.
+    fn refused(extra: serde_json::Value) -> Option<ApiError> {
+        let mut json = serde_json::json!({"repo": "https://x/r", "environment": "esp32"});
+        for (k, v) in extra.as_object().unwrap() {
+            json[k] = v.clone();
+        }
+        let body: EnqueueBody = serde_json::from_value(json).unwrap();
+        enqueue(&body, &Config::defaults()).err()
+    }
+
+    #[test]
+    fn at_most_256_scenarios() {
+        let list = |n: usize| -> Vec<String> { (0..n).map(|i| format!("s/{i}.xml")).collect() };
+        assert!(refused(serde_json::json!({ "scenarios": list(256) })).is_none());
+        for n in [257, 4000, 100_000] {
+            let e = refused(serde_json::json!({ "scenarios": list(n) })).unwrap();
+            assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
+            assert_eq!(e.code, "invalid_field");
+            assert_eq!(e.field.as_deref(), Some("scenarios"));
+            assert!(e.message.contains("at most 256"), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn scenario_paths_are_at_most_1024_bytes_and_not_echoed() {
+        let path = |len: usize| format!("s/{}", "x".repeat(len - 2));
+        assert!(refused(serde_json::json!({ "scenarios": [path(1024)] })).is_none());
+        let huge = path(1_000_000);
+        let e = refused(serde_json::json!({ "scenarios": ["a.xml", path(1025)] })).unwrap();
+        assert_eq!(e.field.as_deref(), Some("scenarios"));
+        assert!(
+            e.message.contains("scenario 1 is 1025 bytes"),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("at most 1024 bytes"), "{}", e.message);
+        let e = refused(serde_json::json!({ "scenarios": [huge] })).unwrap();
+        assert!(e.message.len() < 200, "{}", e.message);
+    }
+
+    #[test]
+    fn priority_is_between_minus_1000_and_1000() {
+        for good in [-1000, -1, 0, 7, 1000] {
+            assert!(
+                refused(serde_json::json!({ "priority": good })).is_none(),
+                "{good}"
+            );
+        }
+        for bad in [-1001, 1001, i32::MIN, i32::MAX] {
+            let e = refused(serde_json::json!({ "priority": bad })).unwrap();
+            assert_eq!(e.code, "invalid_field");
+            assert_eq!(e.field.as_deref(), Some("priority"), "{bad}");
+            assert!(e.message.contains("from -1000 to 1000"), "{}", e.message);
+        }
     }
 
     #[test]
     fn unknown_environment_lists_known_ones() {
         let e = enqueue(
-            &body(r#"{"repo":"/r","environment":"nope"}"#),
+            &body(r#"{"repo":"https://x/r","environment":"nope"}"#),
             &Config::defaults(),
         )
         .unwrap_err();
         assert!(e.message.contains("esp32, xtensa-sim"), "{}", e.message);
+    }
+
+    #[test]
+    fn repos_outside_allowed_repos_are_refused() {
+        for bad in ["/srv/fw", "file:///srv/fw", "http://x/fw.git"] {
+            let e = refused(serde_json::json!({ "repo": bad })).unwrap();
+            assert_eq!(e.field.as_deref(), Some("repo"), "{bad}");
+            assert!(
+                e.message.contains("[worker] allowed_repos"),
+                "{}",
+                e.message
+            );
+        }
     }
 
     #[test]

@@ -22,9 +22,11 @@ macro_rules! take {
 }
 
 mod gitea;
+mod repos;
 mod values;
 
 pub use gitea::{GiteaConfig, Secret, StatusConfig};
+pub use repos::AllowedRepos;
 pub use values::{ConsoleKind, parse_size};
 use values::{Dur, Size};
 
@@ -59,6 +61,8 @@ pub struct Config {
     pub environments: BTreeMap<String, Environment>,
     pub gitea: GiteaConfig,
     pub sandbox: SandboxConfig,
+    /// Files the configuration or its secrets were read from: hidden from sandboxed commands.
+    pub private_files: Vec<PathBuf>,
     /// `serve --echo-logs`: queue log lines also go to the server's stdout (flag only).
     pub echo_logs: bool,
 }
@@ -78,6 +82,8 @@ pub struct WorkerConfig {
     pub silence_timeout: Option<Duration>,
     pub max_attempts: u32,
     pub max_line: usize,
+    /// Where repositories may come from (queues, webhooks, submodules).
+    pub allowed_repos: AllowedRepos,
 }
 
 /// How repository code (build, simulate, `<run>` steps) is confined.
@@ -92,6 +98,8 @@ pub enum SandboxMode {
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
     pub mode: SandboxMode,
+    /// The bubblewrap program, looked up in `PATH` when it has no `/` (not a file key).
+    pub program: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,6 +155,7 @@ struct WorkerLayer {
     silence_timeout: Option<Dur>,
     max_attempts: Option<u32>,
     max_line: Option<Size>,
+    allowed_repos: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -206,7 +215,7 @@ impl Config {
         if let Some((_, dir)) = env.iter().find(|(k, _)| k == "CREDENTIALS_DIRECTORY") {
             b = b.apply_credentials(Path::new(dir))?;
         }
-        b = b.apply_env(env)?;
+        b = b.apply_env(env.iter().cloned())?;
         if let Some(root) = &overrides.root {
             b.root = Some(root.clone());
         }
@@ -215,6 +224,21 @@ impl Config {
         }
         let mut config = b.finish(&origin)?;
         config.echo_logs = overrides.echo_logs;
+        config
+            .private_files
+            .extend(overrides.config_file.iter().cloned());
+        config.private_files.extend(
+            env.iter()
+                .filter(|(k, _)| {
+                    matches!(
+                        k.as_str(),
+                        "CREDENTIALS_DIRECTORY"
+                            | "TESTARENA_GITEA_SECRET_FILE"
+                            | "TESTARENA_GITEA_TOKEN_FILE"
+                    )
+                })
+                .map(|(_, v)| PathBuf::from(v)),
+        );
         Ok(config)
     }
 
@@ -263,7 +287,8 @@ impl Builder {
                 kill_grace,
                 silence_timeout,
                 max_attempts,
-                max_line
+                max_line,
+                allowed_repos
             );
         }
         if let Some(g) = layer.gitea {
@@ -338,6 +363,10 @@ impl Builder {
                 "TESTARENA_WORKER_MAX_ATTEMPTS" => {
                     self.worker.max_attempts = Some(num(&value)? as u32)
                 }
+                "TESTARENA_WORKER_ALLOWED_REPOS" => {
+                    let list = value.split(',').map(|e| e.trim().to_owned());
+                    self.worker.allowed_repos = Some(list.filter(|e| !e.is_empty()).collect())
+                }
                 "TESTARENA_SANDBOX_MODE" => self.sandbox.mode = Some(value),
                 "TESTARENA_GITEA_SECRET" => self.gitea.secret = Some(value),
                 "TESTARENA_GITEA_SECRET_FILE" => {
@@ -392,6 +421,8 @@ impl Builder {
             silence_timeout: w.silence_timeout.map(|d| d.0).filter(|d| !d.is_zero()),
             max_attempts,
             max_line,
+            allowed_repos: AllowedRepos::parse(&w.allowed_repos.unwrap_or_default())
+                .map_err(|m| invalid(origin, format!("worker.allowed_repos: {m}")))?,
         };
         let mut environments = BTreeMap::new();
         for (name, e) in self.environments {
@@ -475,6 +506,7 @@ impl Builder {
                     ));
                 }
             },
+            program: PathBuf::from("bwrap"),
         };
         Ok(Config {
             listen,
@@ -484,6 +516,7 @@ impl Builder {
             environments,
             gitea,
             sandbox,
+            private_files: Vec::new(),
             echo_logs: false,
         })
     }

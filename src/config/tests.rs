@@ -164,3 +164,51 @@ fn gitea_statuses_need_a_url_and_a_token() {
     let e = err("[gitea]\nurl = \"gitea.example.org\"\ntoken = \"t\"");
     assert!(e.contains("gitea.url") && e.contains("http"), "{e}");
 }
+
+#[test]
+fn allowed_repos_default_file_env_and_errors() {
+    let d = Config::defaults().worker.allowed_repos;
+    assert_eq!(d.git_protocols(), "https:ssh", "https, ssh and scp-style");
+    assert!(d.check("https://gitea.example.org/fw.git").is_ok());
+    assert!(d.check("git@gitea.example.org:fw.git").is_ok());
+    assert!(d.check("/srv/git/fw").is_err(), "no local paths");
+    assert!(d.check("file:///srv/git/fw").is_err());
+
+    let c = Config::from_toml(
+        "my.toml",
+        "[worker]\nallowed_repos = [\"https://gitea.example.org/\", \"/srv/git/\"]\n",
+    )
+    .unwrap();
+    let a = &c.worker.allowed_repos;
+    assert_eq!(a.git_protocols(), "https:file");
+    assert!(a.check("/srv/git/fw").is_ok());
+    assert!(a.check("https://github.com/x/fw.git").is_err());
+
+    let env = [(
+        "TESTARENA_WORKER_ALLOWED_REPOS".to_owned(),
+        "/tmp/demo-repo, git@gitea.example.org:".to_owned(),
+    )];
+    let c = Config::load(&Overrides::default(), env).unwrap();
+    let a = &c.worker.allowed_repos;
+    assert!(a.check("/tmp/demo-repo").is_ok());
+    assert!(a.check("git@gitea.example.org:team/fw.git").is_ok());
+    assert!(
+        a.check("https://gitea.example.org/fw.git").is_err(),
+        "replaced"
+    );
+    assert_eq!(a.git_protocols(), "file:ssh");
+
+    for (entry, says) in [
+        ("\"srv/git\"", "absolute directory"),
+        ("\"\"", "must not be empty"),
+        ("\"file:///srv/git\"", "list the directory itself"),
+    ] {
+        let e = err(&format!("[worker]\nallowed_repos = [{entry}]"));
+        assert!(
+            e.contains("my.toml") && e.contains("worker.allowed_repos") && e.contains(says),
+            "{e}"
+        );
+    }
+    let e = err("[worker]\nallowed_repos = []");
+    assert!(e.contains("worker.allowed_repos"), "{e}");
+}

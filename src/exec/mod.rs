@@ -20,6 +20,7 @@
 //! - `group`  process-group signals, the `/proc` scan, the subreaper
 //! - `child`  a supervised child: spawn, wait, stop
 //! - `run`    one run with limits: timeout, silence watchdog, cancellation
+//! - `sandbox` the executor seam: repository code confined (bubblewrap) or not
 
 mod child;
 mod error;
@@ -27,6 +28,7 @@ mod exit;
 mod group;
 mod lines;
 mod run;
+mod sandbox;
 mod spec;
 
 #[cfg(test)]
@@ -42,6 +44,10 @@ pub use exit::Exit;
 pub use group::become_subreaper;
 pub use lines::{Line, Stream};
 pub use run::{Ending, Limits, run};
+pub use sandbox::{
+    Bwrap, Confinement, Executor, SandboxError, Unavailable, Unconfined,
+    from_config as executor_from_config,
+};
 pub use spec::Spec;
 
 use std::time::Duration;

@@ -8,8 +8,16 @@ use tokio::process::Command;
 use super::error::ExecError;
 
 /// Environment variables that belong to this process only and must not leak into children
-/// (a child that finds `NOTIFY_SOCKET` could report readiness to systemd in our name).
-const PRIVATE_ENV: &[&str] = &["NOTIFY_SOCKET"];
+/// (a child that finds `NOTIFY_SOCKET` could report readiness to systemd in our name; the
+/// credentials directory holds secrets). Every `TESTARENA_*` variable of the server is removed
+/// too: they carry its configuration and secrets.
+const PRIVATE_ENV: &[&str] = &["NOTIFY_SOCKET", "CREDENTIALS_DIRECTORY"];
+
+/// What a child with a clean environment inherits from the server's, when set.
+const ALLOWED_ENV: &[&str] = &["PATH", "LANG", "TERM"];
+
+/// `PATH` for a clean environment when the server has none.
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// A command to run as a child process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,10 +26,13 @@ pub struct Spec {
     pub argv: Vec<String>,
     /// Working directory of the child.
     pub cwd: PathBuf,
-    /// Variables added to the inherited environment.
+    /// Variables added to the environment.
     pub env: Vec<(String, String)>,
     /// Give the child a stdin pipe ([`super::Child::take_stdin`]); otherwise stdin is `/dev/null`.
     pub stdin: bool,
+    /// Start from an empty environment plus `PATH`, `LANG`, `TERM` and `env` (repository code);
+    /// otherwise the server's environment less its private variables (git).
+    pub clean_env: bool,
 }
 
 impl Spec {
@@ -31,6 +42,7 @@ impl Spec {
             cwd: cwd.into(),
             env: Vec::new(),
             stdin: false,
+            clean_env: false,
         }
     }
 
@@ -56,14 +68,23 @@ impl Spec {
         self.argv.first().map_or("", String::as_str)
     }
 
-    /// The command to spawn: own process group, piped output, private variables removed.
+    /// The command to spawn: own session and process group (no controlling terminal), piped
+    /// output, private variables removed.
     pub(crate) fn command(&self) -> Result<Command, ExecError> {
         let (program, args) = self.argv.split_first().ok_or(ExecError::EmptyCommand)?;
         let mut command = Command::new(program);
+        // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::setsid() == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         command
             .args(args)
             .current_dir(&self.cwd)
-            .process_group(0)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .stdin(if self.stdin {
@@ -71,8 +92,24 @@ impl Spec {
             } else {
                 Stdio::null()
             });
-        for key in PRIVATE_ENV {
-            command.env_remove(key);
+        if self.clean_env {
+            command.env_clear();
+            for key in ALLOWED_ENV {
+                if let Some(value) = std::env::var_os(key) {
+                    command.env(key, value);
+                } else if *key == "PATH" {
+                    command.env(key, DEFAULT_PATH);
+                }
+            }
+        } else {
+            for key in PRIVATE_ENV {
+                command.env_remove(key);
+            }
+            for (key, _) in std::env::vars_os() {
+                if key.to_str().is_some_and(|k| k.starts_with("TESTARENA_")) {
+                    command.env_remove(key);
+                }
+            }
         }
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
         Ok(command)

@@ -72,6 +72,25 @@ pub fn decide(event: &str, body: &[u8], config: &GiteaConfig) -> Result<Decision
     }
 }
 
+/// With `[gitea] url` set, a delivery's repository must be on that Gitea: a URL under it,
+/// compared up to a `/`. The reason is for the webhook's delivery history.
+pub fn from_this_gitea(repo: &str, config: &GiteaConfig) -> Result<(), String> {
+    let Some(statuses) = &config.statuses else {
+        return Ok(());
+    };
+    let url = statuses.url.as_str();
+    if repo
+        .strip_prefix(url)
+        .is_some_and(|rest| rest.starts_with('/'))
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "repository {repo:?} is not on [gitea] url ({url}): only that Gitea's repositories are queued; send this webhook from there, or change [gitea] url on the server"
+        ))
+    }
+}
+
 fn parse<'a, T: Deserialize<'a>>(event: &str, body: &'a [u8]) -> Result<T, Malformed> {
     serde_json::from_slice(body)
         .map_err(|e| Malformed(format!("the body is not a Gitea {event} payload: {e}")))
@@ -249,6 +268,27 @@ mod tests {
             let body = with(PULL, |v| v["action"] = json!(action));
             let why = ignored(decide("pull_request", &body, &config("")).unwrap());
             assert!(why.contains(&format!("was {action}")), "{why}");
+        }
+    }
+
+    #[test]
+    fn with_a_gitea_url_only_its_repositories_are_queued() {
+        let any = config("");
+        assert!(
+            from_this_gitea("/srv/x", &any).is_ok(),
+            "no url: not checked here"
+        );
+        let cfg = config("[gitea]\nurl = \"https://gitea.example.org/\"\ntoken = \"t\"\n");
+        assert!(from_this_gitea("https://gitea.example.org/team/fw.git", &cfg).is_ok());
+        for bad in [
+            "https://gitea.example.org.evil.com/team/fw.git",
+            "https://gitea.example.org@evil.com/fw.git",
+            "https://gitea.example.org",
+            "https://elsewhere.example.org/team/fw.git",
+            "/srv/git/fw",
+        ] {
+            let e = from_this_gitea(bad, &cfg).unwrap_err();
+            assert!(e.contains("[gitea] url (https://gitea.example.org)"), "{e}");
         }
     }
 

@@ -3,7 +3,9 @@
 //! Everything that names a directory (`QueueId`, `TaskId`) is a newtype parsed at the edge, so an
 //! invalid id cannot reach the filesystem. Every status change goes through [`Status::transition`].
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -44,6 +46,13 @@ pub fn validate_id(s: &str) -> Result<(), InvalidId> {
     }
     Ok(())
 }
+
+/// Most scenarios one queue runs (named in a request, or found in `scenarios/`).
+pub const MAX_SCENARIOS: usize = 256;
+/// Longest scenario path a request may name, in bytes.
+pub const MAX_SCENARIO_PATH_LEN: usize = 1024;
+/// The priorities a request may give (higher runs first).
+pub const PRIORITIES: RangeInclusive<i32> = -1000..=1000;
 
 /// A scenario path as requests give it: relative to the repository, `/`-separated, without
 /// `..` or empty parts; the error says what to change.
@@ -112,38 +121,59 @@ id_newtype!(
 
 impl TaskId {
     /// Task ids derived from scenario paths: the file stem, made safe, `-2`, `-3`… on repeats.
+    ///
+    /// Linear: the ids taken so far are in a set, and each stem remembers the first suffix not
+    /// yet tried (ids are only ever added, so every smaller suffix is still taken). Each id can
+    /// be passed over at most once, as the one `base-N` it spells, so the loop stays short even
+    /// for thousands of names sharing one stem.
     pub fn from_scenarios(scenarios: &[String]) -> Vec<TaskId> {
         let mut out: Vec<TaskId> = Vec::with_capacity(scenarios.len());
+        let mut taken: HashSet<String> = HashSet::with_capacity(scenarios.len());
+        let mut next_suffix: HashMap<String, u64> = HashMap::new();
         for path in scenarios {
-            let stem = path
-                .rsplit('/')
-                .next()
-                .unwrap_or(path)
-                .trim_end_matches(".xml");
-            let mut base: String = stem
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                        c
-                    } else {
-                        '-'
+            let base = task_stem(path);
+            let id = if taken.contains(&base) {
+                let n = next_suffix.entry(base.clone()).or_insert(2);
+                loop {
+                    let candidate = format!("{base}-{n}");
+                    *n += 1;
+                    if !taken.contains(&candidate) {
+                        break candidate;
                     }
-                })
-                .take(56)
-                .collect();
-            if !base.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-                base.insert(0, 't');
-            }
-            let mut candidate = base.clone();
-            let mut n = 2;
-            while out.iter().any(|t| t.0 == candidate) {
-                candidate = format!("{base}-{n}");
-                n += 1;
-            }
-            out.push(TaskId(candidate));
+                }
+            } else {
+                base
+            };
+            taken.insert(id.clone());
+            out.push(TaskId(id));
         }
         out
     }
+}
+
+/// The safe stem of a scenario path: letters, digits, `-` and `_`, at most 56 characters,
+/// starting with a letter or a digit (room is left for a `-N` suffix within [`MAX_ID_LEN`]).
+fn task_stem(path: &str) -> String {
+    let stem = path
+        .rsplit('/')
+        .next()
+        .unwrap_or(path)
+        .trim_end_matches(".xml");
+    let mut base: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(56)
+        .collect();
+    if !base.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        base.insert(0, 't');
+    }
+    base
 }
 
 /// Status of a queue or a task. Tasks may also be `Skipped`; queues never are.

@@ -1,5 +1,7 @@
 //! The domain values: ids, statuses and transitions, durations, timestamps.
 
+use std::collections::HashSet;
+
 use super::*;
 
 #[test]
@@ -66,6 +68,83 @@ fn task_ids_from_scenarios() {
     ]);
     let ids: Vec<_> = ids.iter().map(|t| t.as_str().to_owned()).collect();
     assert_eq!(ids, ["smoke", "smoke-2", "t-hidden", "a-b"]);
+}
+
+/// The quadratic algorithm `from_scenarios` had before it kept a set: the reference for the
+/// ids it must still give.
+fn from_scenarios_by_scanning(scenarios: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for path in scenarios {
+        let base = task_stem(path);
+        let mut candidate = base.clone();
+        let mut n = 2;
+        while out.contains(&candidate) {
+            candidate = format!("{base}-{n}");
+            n += 1;
+        }
+        out.push(candidate);
+    }
+    out
+}
+
+fn task_ids(scenarios: &[&str]) -> Vec<String> {
+    let owned: Vec<String> = scenarios.iter().map(|s| (*s).to_owned()).collect();
+    TaskId::from_scenarios(&owned)
+        .into_iter()
+        .map(|t| t.0)
+        .collect()
+}
+
+#[test]
+fn task_ids_skip_suffixes_that_other_names_took() {
+    // An earlier file already spells the suffixed id: it is passed over, as before.
+    assert_eq!(
+        task_ids(&["a-2.xml", "a.xml", "a.xml"]),
+        ["a-2", "a", "a-3"]
+    );
+    assert_eq!(
+        task_ids(&["a.xml", "a.xml", "a-2.xml", "a.xml"]),
+        ["a", "a-2", "a-2-2", "a-3"]
+    );
+    assert_eq!(
+        task_ids(&["x/a.xml", "y/a.xml", "a-3.xml", "z/a.xml", "a-2.xml"]),
+        ["a", "a-2", "a-3", "a-4", "a-2-2"]
+    );
+    assert_eq!(task_ids(&["", ".xml", "-.xml"]), ["t", "t-2", "t-"]);
+    // Stems are cut at 56 characters, so long names sharing a prefix meet.
+    let long = "p".repeat(80);
+    let ids = task_ids(&[&format!("{long}1.xml"), &format!("{long}2.xml")]);
+    assert_eq!(ids, ["p".repeat(56), format!("{}-2", "p".repeat(56))]);
+}
+
+#[test]
+fn thousands_of_names_sharing_a_long_stem_get_distinct_valid_ids() {
+    // 4,000 names that all cut to one 56-character stem: every one but the first takes a
+    // suffix. Scanning from `-2` each time was about 8 million comparisons of long strings.
+    let prefix = "s".repeat(60);
+    let names: Vec<String> = (0..4000)
+        .map(|i| format!("scenarios/{prefix}{i}.xml"))
+        .collect();
+    let ids = TaskId::from_scenarios(&names);
+    assert_eq!(ids.len(), 4000);
+    let distinct: HashSet<&str> = ids.iter().map(TaskId::as_str).collect();
+    assert_eq!(distinct.len(), 4000);
+    for id in &ids {
+        assert!(TaskId::parse(id.as_str()).is_ok(), "{id}");
+    }
+    assert_eq!(ids[3999].as_str(), format!("{}-4000", "s".repeat(56)));
+}
+
+proptest::proptest! {
+    /// Same ids as the scanning algorithm, on names chosen to collide: stems and stems that
+    /// look like suffixed ids.
+    #[test]
+    fn task_ids_are_those_of_the_scanning_algorithm(
+        names in proptest::collection::vec("(dir/)?(a|b|a-2|a-3|a-2-2|b-1|a_2|\\.a)(-[2-4])?(\\.xml)?", 0..40)
+    ) {
+        let ids: Vec<String> = TaskId::from_scenarios(&names).into_iter().map(|t| t.0).collect();
+        proptest::prop_assert_eq!(ids, from_scenarios_by_scanning(&names));
+    }
 }
 
 #[test]

@@ -87,4 +87,28 @@ mod tests {
             "{out}"
         );
     }
+
+    #[test]
+    fn refuses_links_and_oversized_files_without_reading_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("passwd.xml");
+        std::os::unix::fs::symlink("/etc/passwd", &link).unwrap();
+        let big = dir.path().join("big.xml");
+        let mut text = String::from("<scenario name=\"big\"><!--");
+        text.push_str(&"secret ".repeat(200_000));
+        text.push_str("--></scenario>");
+        std::fs::write(&big, text).unwrap();
+
+        let (out, ok) = check_files(&[link.clone(), big.clone()]);
+        assert!(!ok);
+        assert_eq!(
+            out,
+            format!(
+                "{}:1:1: is a symbolic link; scenario files must be regular files inside the repository\n\
+                 {}:1:1: is larger than 1 MiB (1048576 bytes); scenario files must be at most 1 MiB\n",
+                link.display(),
+                big.display()
+            )
+        );
+    }
 }

@@ -2,11 +2,14 @@
 //!
 //! A scenario file (format v1, see `docs/scenarios.md`) is parsed by [`parse`] into a
 //! [`Scenario`]: suites of tests, each test an ordered list of [`Step`]s. Every problem in a file
-//! is reported as a [`Diagnostic`] with file, line and column. [`run_scenario`] drives a parsed
+//! is reported as a [`Diagnostic`] with file, line and column; files are read by `file`, which
+//! refuses symbolic links, anything but regular files and files over [`MAX_FILE_SIZE`], and
+//! elements nest at most [`MAX_DEPTH`] deep. [`run_scenario`] drives a parsed
 //! scenario against a board's [`Console`] and a [`Host`] that runs commands in the checkout.
 
 mod check;
 mod console;
+mod file;
 mod host;
 mod parse;
 mod record;
@@ -27,6 +30,7 @@ use std::time::Duration;
 
 pub use check::check_files;
 pub use console::{Console, ConsoleEvent};
+pub use file::{MAX_FILE_SIZE, discover};
 pub use host::{Host, HostOutcome};
 pub use parse::parse;
 pub use runner::{Observer, ScenarioRun, run_scenario};
@@ -39,6 +43,8 @@ pub const DEFAULT_TEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_EXPECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest suite, test or scenario name: names become file names.
 pub const MAX_NAME_LEN: usize = 64;
+/// Deepest element nesting read (a valid scenario nests four: scenario, suite, test, step).
+pub const MAX_DEPTH: usize = 32;
 
 /// A parsed scenario file.
 #[derive(Debug, Clone, PartialEq)]
@@ -141,16 +147,26 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-/// Reads and parses a scenario file; an unreadable file is one diagnostic at 1:1.
+/// Reads and parses the scenario file at `path` (not a symbolic link, a regular file of at
+/// most [`MAX_FILE_SIZE`] bytes); a file that cannot be read is one diagnostic at 1:1.
 pub fn parse_file(path: &Path) -> Result<Scenario, Vec<Diagnostic>> {
-    let file = path.display().to_string();
-    match std::fs::read(path) {
-        Ok(bytes) => parse(&file, &bytes),
-        Err(e) => Err(vec![Diagnostic {
-            file,
-            line: 1,
-            column: 1,
-            message: format!("cannot read the file: {e}"),
-        }]),
-    }
+    let name = path.display().to_string();
+    let bytes = file::read_path(path).map_err(|m| file_diagnostic(&name, m))?;
+    parse(&name, &bytes)
+}
+
+/// Reads and parses `rel`, a scenario path inside the checkout `checkout`, never through a
+/// symbolic link; diagnostics name the file by `rel`.
+pub fn parse_in_checkout(checkout: &Path, rel: &str) -> Result<Scenario, Vec<Diagnostic>> {
+    let bytes = file::read_in_checkout(checkout, rel).map_err(|m| file_diagnostic(rel, m))?;
+    parse(rel, &bytes)
+}
+
+fn file_diagnostic(file: &str, message: String) -> Vec<Diagnostic> {
+    vec![Diagnostic {
+        file: file.to_owned(),
+        line: 1,
+        column: 1,
+        message,
+    }]
 }

@@ -232,6 +232,74 @@ fn empty_and_blank_input_is_rejected() {
     );
 }
 
+/// Parses on a thread with a small stack: a parser that recursed on depth would overflow it.
+fn parse_on_small_stack(name: &'static str, bytes: Vec<u8>) -> Result<Scenario, Vec<Diagnostic>> {
+    std::thread::Builder::new()
+        .stack_size(128 * 1024)
+        .spawn(move || parse(name, &bytes))
+        .unwrap()
+        .join()
+        .expect("the parser did not overflow its stack")
+}
+
+fn depth_error(d: &[Diagnostic]) -> bool {
+    d.iter().any(|d| {
+        d.message
+            .starts_with("elements are nested more than 32 deep")
+    })
+}
+
+#[test]
+fn elements_nest_at_most_32_deep() {
+    // 32 levels: other diagnostics, but not the depth.
+    let ok = format!(
+        "<scenario name=\"s\">{}{}</scenario>",
+        "<a>".repeat(31),
+        "</a>".repeat(31)
+    );
+    let d = parse("ok.xml", ok.as_bytes()).unwrap_err();
+    assert!(!depth_error(&d), "{d:?}");
+    // 33: one diagnostic, at the `<` of the element too deep; its line and column are right.
+    let deep = format!(
+        "<scenario>\n{}<a>{}</scenario>",
+        "<a>".repeat(31),
+        "</a>".repeat(32)
+    );
+    let d = parse("deep.xml", deep.as_bytes()).unwrap_err();
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(depth_error(&d), "{d:?}");
+    assert_eq!(
+        d[0].to_string(),
+        "deep.xml:2:94: elements are nested more than 32 deep: a scenario nests four (scenario, suite, test, step)"
+    );
+    // An empty element counts as well.
+    let empty = format!(
+        "<scenario>{}<b/>{}</scenario>",
+        "<a>".repeat(31),
+        "</a>".repeat(31)
+    );
+    let d = parse("empty.xml", empty.as_bytes()).unwrap_err();
+    assert_eq!((d.len(), d[0].column), (1, 1 + 10 + 31 * 3), "{d:?}");
+    assert!(depth_error(&d), "{d:?}");
+}
+
+#[test]
+fn a_hostile_depth_is_one_diagnostic_not_a_stack_overflow() {
+    // 50,000 levels, never closed.
+    let d = parse_on_small_stack("deep.xml", "<a>".repeat(50_000).into_bytes()).unwrap_err();
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!((d[0].line, d[0].column), (1, 1 + 32 * 3));
+    assert!(depth_error(&d), "{d:?}");
+    // 350 KB of nested elements, well-formed, with attributes and text on the way.
+    let level = "<e k=\"v\">t";
+    let n = 350_000 / (level.len() + 4);
+    let well_formed = format!("{}{}", level.repeat(n), "</e>".repeat(n));
+    assert!(well_formed.len() > 340_000);
+    let d = parse_on_small_stack("wide.xml", well_formed.into_bytes()).unwrap_err();
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(depth_error(&d), "{d:?}");
+}
+
 #[test]
 fn unreadable_file_is_one_diagnostic_at_1_1() {
     let dir = tempfile::tempdir().unwrap();

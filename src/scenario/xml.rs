@@ -2,11 +2,14 @@
 //!
 //! This layer only checks that the document is well-formed XML (one root element, closed tags,
 //! known entities); what the elements mean is checked by `parse`. A malformed document stops at
-//! the first error: after a syntax error the rest of the file cannot be trusted.
+//! the first error: after a syntax error the rest of the file cannot be trusted. Nothing here
+//! recurses: open elements are an explicit stack, capped at [`MAX_DEPTH`].
 
 use quick_xml::XmlVersion;
 use quick_xml::events::{BytesRef, BytesStart, Event};
 use quick_xml::reader::Reader;
+
+use super::MAX_DEPTH;
 
 /// An element with its attributes and children in document order.
 #[derive(Debug)]
@@ -75,10 +78,12 @@ pub(super) fn read_tree(src: &str) -> Result<Element, XmlError> {
         match event {
             Event::Start(e) => {
                 flush(&mut run, &mut stack)?;
+                check_depth(&stack, at)?;
                 stack.push(element(&e, at)?);
             }
             Event::Empty(e) => {
                 flush(&mut run, &mut stack)?;
+                check_depth(&stack, at)?;
                 attach(element(&e, at)?, &mut stack, &mut root)?;
             }
             Event::End(_) => {
@@ -111,6 +116,23 @@ pub(super) fn read_tree(src: &str) -> Result<Element, XmlError> {
         ));
     }
     root.ok_or_else(|| XmlError::new(0, "no root element: expected <scenario>"))
+}
+
+/// Refuses an element that would be nested deeper than [`MAX_DEPTH`] (the root is at depth 1).
+///
+/// Checked before the element is read: the open elements, quick-xml's stack of open names
+/// and the finished tree (dropped recursively) all stay within the cap, whatever the file.
+fn check_depth(open: &[Element], at: usize) -> Result<(), XmlError> {
+    if open.len() < MAX_DEPTH {
+        return Ok(());
+    }
+    Err(XmlError::new(
+        at,
+        format!(
+            "elements are nested more than {MAX_DEPTH} deep: a scenario nests four \
+             (scenario, suite, test, step)"
+        ),
+    ))
 }
 
 fn offset(pos: u64) -> usize {

@@ -219,12 +219,17 @@ impl Store {
     // ---- writes -------------------------------------------------------------------------------
 
     /// Stores a new waiting queue with one waiting task per scenario; idempotent per id.
+    ///
+    /// The tasks are made here, on the caller's task: the writer thread serves every write,
+    /// so the work one request brings is done before it reaches that thread.
     pub async fn enqueue(
         &self,
         id: QueueId,
         request: QueueRequest,
     ) -> Result<Enqueued, StoreError> {
-        self.write(move |b| writes::enqueue(b, id, request)).await
+        let tasks = writes::NewTasks::for_scenarios(request.scenarios.clone());
+        self.write(move |b| writes::enqueue(b, id, request, tasks))
+            .await
     }
 
     /// Moves a queue to `to` through the state machine; sets timestamps and `error`.
@@ -264,8 +269,8 @@ impl Store {
         scenarios: Vec<String>,
     ) -> Result<Vec<Task>, StoreError> {
         let id = id.clone();
-        self.write(move |b| writes::set_tasks(b, &id, scenarios))
-            .await
+        let tasks = writes::NewTasks::for_scenarios(scenarios);
+        self.write(move |b| writes::set_tasks(b, &id, tasks)).await
     }
 
     /// Changes a task's status (through the state machine) and/or its error.

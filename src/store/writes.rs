@@ -91,10 +91,34 @@ fn set_status(b: &mut Batch<'_>, q: &mut Queue, to: Status) -> Result<(), StoreE
     Ok(())
 }
 
+/// The waiting tasks of a new task list, one per scenario in order, made before the write is
+/// sent (naming them is linear, but it is the request's work, not the writer thread's).
+pub(super) struct NewTasks(Vec<Task>);
+
+impl NewTasks {
+    pub(super) fn for_scenarios(scenarios: Vec<String>) -> NewTasks {
+        NewTasks(
+            TaskId::from_scenarios(&scenarios)
+                .into_iter()
+                .zip(scenarios)
+                .map(|(tid, path)| Task::new(tid, path))
+                .collect(),
+        )
+    }
+
+    /// Whether these are the tasks of `scenarios`, in order (`Store::enqueue` makes them from
+    /// the request it sends, so they are).
+    fn are_for(&self, scenarios: &[String]) -> bool {
+        self.0.len() == scenarios.len()
+            && self.0.iter().zip(scenarios).all(|(t, s)| &t.scenario == s)
+    }
+}
+
 pub(super) fn enqueue(
     b: &mut Batch<'_>,
     id: QueueId,
     request: QueueRequest,
+    tasks: NewTasks,
 ) -> Result<Enqueued, StoreError> {
     match load_queue(b, &id) {
         Ok(existing) => {
@@ -112,6 +136,7 @@ pub(super) fn enqueue(
         Err(StoreError::NotFound(_)) => {}
         Err(e) => return Err(e),
     }
+    debug_assert!(tasks.are_for(&request.scenarios));
     // The creation event's sequence number is the queue's arrival order.
     let seq = b.record(&id, None, None, Some(Status::Waiting))?;
     let queue = Queue {
@@ -125,11 +150,7 @@ pub(super) fn enqueue(
         attempt: 1,
         error: None,
     };
-    let tasks: Vec<Task> = TaskId::from_scenarios(&queue.request.scenarios)
-        .into_iter()
-        .zip(&queue.request.scenarios)
-        .map(|(tid, path)| Task::new(tid, path.clone()))
-        .collect();
+    let NewTasks(tasks) = tasks;
     save_queue(b, &queue)?;
     insert_tasks(b, seq, &tasks)?;
     b.t.waiting.insert(waiting_key(&queue), id.as_str())?;
@@ -233,14 +254,9 @@ pub(super) fn delete(b: &mut Batch<'_>, id: &QueueId) -> Result<(), StoreError> 
 pub(super) fn set_tasks(
     b: &mut Batch<'_>,
     id: &QueueId,
-    scenarios: Vec<String>,
+    NewTasks(tasks): NewTasks,
 ) -> Result<Vec<Task>, StoreError> {
     let seq = load_queue(b, id)?.seq;
-    let tasks: Vec<Task> = TaskId::from_scenarios(&scenarios)
-        .into_iter()
-        .zip(scenarios)
-        .map(|(tid, path)| Task::new(tid, path))
-        .collect();
     replace_tasks(b, seq, &tasks)?;
     for t in &tasks {
         b.record(id, Some(&t.id), None, Some(Status::Waiting))?;

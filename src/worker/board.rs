@@ -134,20 +134,17 @@ async fn connect(kind: &ConsoleKind, cwd: &Path, max_line: usize) -> Result<Cons
         let attempt: std::io::Result<(
             Box<dyn AsyncRead + Send + Unpin>,
             Box<dyn AsyncWrite + Send + Unpin>,
-        )> =
-            match kind {
-                ConsoleKind::Unix(path) => tokio::net::UnixStream::connect(cwd.join(path))
-                    .await
-                    .map(|s| {
-                        let (r, w) = s.into_split();
-                        (Box::new(r) as _, Box::new(w) as _)
-                    }),
-                ConsoleKind::Tcp(addr) => tokio::net::TcpStream::connect(addr).await.map(|s| {
-                    let (r, w) = s.into_split();
-                    (Box::new(r) as _, Box::new(w) as _)
-                }),
-                ConsoleKind::Stdio => return Err("stdio is not a socket".into()),
-            };
+        )> = match kind {
+            ConsoleKind::Unix(path) => connect_unix_inside(cwd, path).await.map(|s| {
+                let (r, w) = s.into_split();
+                (Box::new(r) as _, Box::new(w) as _)
+            }),
+            ConsoleKind::Tcp(addr) => tokio::net::TcpStream::connect(addr).await.map(|s| {
+                let (r, w) = s.into_split();
+                (Box::new(r) as _, Box::new(w) as _)
+            }),
+            ConsoleKind::Stdio => return Err("stdio is not a socket".into()),
+        };
         match attempt {
             Ok((reader, writer)) => {
                 let (tx, lines) = mpsc::channel(1024);
@@ -170,6 +167,72 @@ async fn connect(kind: &ConsoleKind, cwd: &Path, max_line: usize) -> Result<Cons
             Err(e) => return Err(format!("cannot connect to the console: {e}")),
         }
     }
+}
+
+/// Connects to the socket at `rel` inside `dir` without following a symbolic link: the
+/// checkout is the repository's to shape, and a link there must not point this server at
+/// another socket of the host. Each component is opened with `O_NOFOLLOW`; the socket is
+/// then reached through its descriptor in `/proc/self/fd`.
+async fn connect_unix_inside(dir: &Path, rel: &Path) -> std::io::Result<tokio::net::UnixStream> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    let open_at = |at: libc::c_int, name: &std::ffi::OsStr, flags| -> std::io::Result<OwnedFd> {
+        let name = std::ffi::CString::new(name.as_bytes())
+            .map_err(|_| std::io::Error::other("NUL in the console path"))?;
+        // SAFETY: openat with a valid descriptor, a NUL-terminated path and plain flags.
+        let fd = unsafe { libc::openat(at, name.as_ptr(), flags | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just opened and is owned by nobody else.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    let mut names: Vec<&std::ffi::OsStr> = Vec::new();
+    for c in rel.components() {
+        match c {
+            std::path::Component::Normal(n) => names.push(n),
+            std::path::Component::CurDir => {}
+            _ => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "the console path must stay inside the checkout",
+                ));
+            }
+        }
+    }
+    let Some((last, parents)) = names.split_last() else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "empty console path",
+        ));
+    };
+    let mut at = open_at(
+        libc::AT_FDCWD,
+        dir.as_os_str(),
+        libc::O_PATH | libc::O_DIRECTORY,
+    )?;
+    for name in parents {
+        at = open_at(
+            at.as_raw_fd(),
+            name,
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+        )?;
+    }
+    let socket = open_at(at.as_raw_fd(), last, libc::O_PATH | libc::O_NOFOLLOW)?;
+    let file_type = std::fs::metadata(format!("/proc/self/fd/{}", socket.as_raw_fd()))?;
+    if !std::os::unix::fs::FileTypeExt::is_socket(&file_type.file_type()) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "{} is not a socket (symbolic links are not followed)",
+                rel.display()
+            ),
+        ));
+    }
+    let stream =
+        tokio::net::UnixStream::connect(format!("/proc/self/fd/{}", socket.as_raw_fd())).await;
+    drop(socket);
+    stream
 }
 
 /// Splits a socket's bytes into lines (lossy UTF-8, at most `max_line` bytes a piece).
@@ -256,6 +319,8 @@ impl Console for Board {
 pub struct ShellHost {
     pub cwd: PathBuf,
     pub env: Vec<(String, String)>,
+    /// `<run>` steps are repository code: confined, without network, only `cwd` writable.
+    pub sandbox: std::sync::Arc<dyn exec::Executor>,
     pub grace: Duration,
     pub max_line: usize,
     pub cancel: CancellationToken,
@@ -270,6 +335,14 @@ impl Host for ShellHost {
     ) -> HostOutcome {
         let mut spec = Spec::shell(command, &self.cwd);
         spec.env = self.env.clone();
+        let confinement = exec::Confinement {
+            writable: vec![self.cwd.clone()],
+            network: false,
+        };
+        let spec = match self.sandbox.confine(spec, &confinement) {
+            Ok(spec) => spec,
+            Err(e) => return HostOutcome::Error(e.to_string()),
+        };
         let limits = Limits {
             timeout: Some(timeout),
             silence: None,

@@ -18,7 +18,7 @@ use super::step::{StepCtx, StepError};
 use super::tasks;
 use crate::api::AppState;
 use crate::config::{Environment, queue_dir};
-use crate::exec::{Ending, Spec};
+use crate::exec::{Confinement, Ending, Spec};
 use crate::logs::{LogWriter, marker};
 use crate::model::{Queue, Status};
 use crate::store::StoreError;
@@ -158,6 +158,10 @@ async fn steps(
             ))
         })?
         .clone();
+    // Before the checkout: without its sandbox no repository code may run.
+    if let Some(reason) = state.sandbox.unavailable() {
+        return Err(StepError::Error(reason.to_owned()));
+    }
     let dir = queue_dir(&state.config.root, &queue.id);
     let repo_dir = dir.join("repo");
 
@@ -171,12 +175,24 @@ async fn steps(
 
     let task_list = tasks::prepare(state, queue, &repo_dir, log).await?;
     let mut all_passed = true;
+    let mut errored = Vec::new();
     for task in task_list {
         if cancel.is_cancelled() {
             return Err(StepError::Cancelled);
         }
         let status = tasks::run_task(&ctx, queue, &env, &repo_dir, &dir, &task).await?;
         all_passed &= status == Status::Passed;
+        if status == Status::Error {
+            errored.push(task.task.id.to_string());
+        }
+    }
+    // A task that could not run its tests (an invalid scenario file, a board that did not
+    // boot) is the infrastructure's failure, not a test's: the queue ends `error`.
+    if !errored.is_empty() {
+        return Err(StepError::Error(format!(
+            "could not run every task: {} ended error",
+            errored.join(", ")
+        )));
     }
     Ok(if all_passed {
         Status::Passed
@@ -207,20 +223,38 @@ async fn step<T>(
     result
 }
 
-/// The environment variables every command of a queue gets.
-pub fn command_env(state: &AppState, queue: &Queue, repo_dir: &Path) -> Vec<(String, String)> {
-    vec![
+/// The environment variables every command of a queue gets (on top of the allow-list, see
+/// `exec::Spec::clean_env`): what describes the queue, then the environment's own `env` table.
+/// Never the data root or anything of the server's own.
+pub fn command_env(queue: &Queue, env: &Environment, repo_dir: &Path) -> Vec<(String, String)> {
+    let mut vars = vec![
         ("TESTARENA_QUEUE_ID".into(), queue.id.to_string()),
-        (
-            "TESTARENA_ROOT".into(),
-            state.config.root.display().to_string(),
-        ),
         (
             "TESTARENA_ENVIRONMENT".into(),
             queue.request.environment.clone(),
         ),
         ("TESTARENA_REPO_DIR".into(), repo_dir.display().to_string()),
-    ]
+    ];
+    vars.extend(env.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    vars
+}
+
+/// A command from the repository, run in `repo_dir` as the sandbox says: only the checkout
+/// writable, the network only when `network`.
+pub fn repo_command(
+    state: &AppState,
+    spec: Spec,
+    repo_dir: &Path,
+    network: bool,
+) -> Result<Spec, StepError> {
+    let confinement = Confinement {
+        writable: vec![repo_dir.to_owned()],
+        network,
+    };
+    state
+        .sandbox
+        .confine(spec, &confinement)
+        .map_err(|e| StepError::Error(e.to_string()))
 }
 
 async fn build(
@@ -230,7 +264,8 @@ async fn build(
     repo_dir: &PathBuf,
 ) -> Result<(), StepError> {
     let mut spec = Spec::new(env.build.clone(), repo_dir);
-    spec.env = command_env(ctx.state, queue, repo_dir);
+    spec.env = command_env(queue, env, repo_dir);
+    let spec = repo_command(ctx.state, spec, repo_dir, env.build_network)?;
     match ctx.run(&spec, Some(env.build_timeout), |_| {}).await? {
         Ending::Exited(exit) if exit.success() => Ok(()),
         Ending::Exited(exit) => Err(StepError::Error(format!("build failed ({exit})"))),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use tokio::sync::mpsc;
 
 use super::board::{Board, BootError, BootSpec, ShellHost};
-use super::pipeline::command_env;
+use super::pipeline::{command_env, repo_command};
 use super::step::{StepCtx, StepError};
 use crate::api::AppState;
 use crate::config::{ConsoleKind, Environment, queue_dir};
@@ -31,7 +31,7 @@ pub async fn prepare(
     log: &LogWriter,
 ) -> Result<Vec<Prepared>, StepError> {
     let tasks = if queue.request.scenarios.is_empty() {
-        let found = discover(repo_dir).await;
+        let found = discover(repo_dir).await?;
         if found.is_empty() {
             return Err(StepError::Error(
                 "no scenarios: the request names none and the repository has no scenarios/*.xml"
@@ -55,8 +55,8 @@ pub async fn prepare(
     };
     let mut out = Vec::with_capacity(tasks.len());
     for task in tasks {
-        let path = repo_dir.join(&task.scenario);
-        let scenario = tokio::task::spawn_blocking(move || scenario::parse_file(&path))
+        let (dir, rel) = (repo_dir.to_owned(), task.scenario.clone());
+        let scenario = tokio::task::spawn_blocking(move || scenario::parse_in_checkout(&dir, &rel))
             .await
             .map_err(|e| StepError::Error(e.to_string()))?
             .map_err(|diags| {
@@ -76,19 +76,14 @@ pub async fn prepare(
     Ok(out)
 }
 
-async fn discover(repo_dir: &Path) -> Vec<String> {
-    let dir = repo_dir.join("scenarios");
-    let mut found = Vec::new();
-    if let Ok(mut entries) = tokio::fs::read_dir(&dir).await {
-        while let Ok(Some(entry)) = entries.next_entry().await {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".xml") && entry.path().is_file() {
-                found.push(format!("scenarios/{name}"));
-            }
-        }
-    }
-    found.sort();
-    found
+/// `scenarios/*.xml` of the checkout (see `scenario::discover`: a linked `scenarios` directory
+/// or more files than a queue runs is an error).
+async fn discover(repo_dir: &Path) -> Result<Vec<String>, StepError> {
+    let dir = repo_dir.to_owned();
+    tokio::task::spawn_blocking(move || scenario::discover(&dir))
+        .await
+        .map_err(|e| StepError::Error(e.to_string()))?
+        .map_err(StepError::Error)
 }
 
 /// Runs one task on a fresh board. `Err(Cancelled)` when the run was cancelled meanwhile.
@@ -124,7 +119,17 @@ pub async fn run_task(
     if env.console == ConsoleKind::Stdio {
         spec = spec.with_stdin();
     }
-    spec.env = command_env(state, queue, repo_dir);
+    spec.env = command_env(queue, env, repo_dir);
+    // A tcp: console is reached in the host's network namespace; nothing else gets a network.
+    let network = matches!(env.console, ConsoleKind::Tcp(_));
+    let spec = match repo_command(state, spec, repo_dir, network) {
+        Ok(spec) => spec,
+        Err(StepError::Error(why)) => {
+            let why = format!("cannot start the simulator: {why}");
+            return end_task(ctx, queue, task, &task_dir, Status::Error, Some(why)).await;
+        }
+        Err(StepError::Cancelled) => return Err(StepError::Cancelled),
+    };
     ctx.log
         .line(&marker("step", &format!("boot:{name}"), "started"));
     let boot = BootSpec {
@@ -170,7 +175,8 @@ pub async fn run_task(
 
     let mut host = ShellHost {
         cwd: repo_dir.to_owned(),
-        env: command_env(state, queue, repo_dir),
+        env: command_env(queue, env, repo_dir),
+        sandbox: state.sandbox.clone(),
         grace: w.kill_grace,
         max_line: w.max_line,
         cancel: ctx.cancel.clone(),

@@ -39,7 +39,7 @@ async fn enqueue(state: &AppState, body: Value) -> (StatusCode, Value) {
 }
 
 fn queue(id: &str) -> Value {
-    json!({"id": id, "repo": "/srv/fw.git", "branch": "main", "environment": "esp32",
+    json!({"id": id, "repo": "https://git.example/fw.git", "branch": "main", "environment": "esp32",
            "scenarios": ["scenarios/smoke.xml", "scenarios/smoke2.xml"], "priority": 1})
 }
 
@@ -98,32 +98,32 @@ async fn bad_requests_say_what_to_change() {
     let (state, _dir) = test_state("[worker]\nslots = 0");
     let cases: Vec<(Value, &str, Option<&str>)> = vec![
         (
-            json!({"id": "a/b", "repo": "/r", "environment": "esp32"}),
+            json!({"id": "a/b", "repo": "https://git.example/r", "environment": "esp32"}),
             "invalid_id",
             Some("id"),
         ),
         (
-            json!({"id": "..", "repo": "/r", "environment": "esp32"}),
+            json!({"id": "..", "repo": "https://git.example/r", "environment": "esp32"}),
             "invalid_id",
             Some("id"),
         ),
         (
-            json!({"repo": "/r", "environment": "mars"}),
+            json!({"repo": "https://git.example/r", "environment": "mars"}),
             "invalid_field",
             Some("environment"),
         ),
         (
-            json!({"repo": "/r", "environment": "esp32", "branch": "a..b"}),
+            json!({"repo": "https://git.example/r", "environment": "esp32", "branch": "a..b"}),
             "invalid_field",
             Some("branch"),
         ),
         (
-            json!({"repo": "/r", "environment": "esp32", "commit": "zz"}),
+            json!({"repo": "https://git.example/r", "environment": "esp32", "commit": "zz"}),
             "invalid_field",
             Some("commit"),
         ),
         (
-            json!({"repo": "/r", "environment": "esp32", "scenarios": ["../../etc/passwd"]}),
+            json!({"repo": "https://git.example/r", "environment": "esp32", "scenarios": ["../../etc/passwd"]}),
             "invalid_field",
             Some("scenarios"),
         ),
@@ -133,12 +133,12 @@ async fn bad_requests_say_what_to_change() {
             Some("repo"),
         ),
         (
-            json!({"repo": "/r", "environment": "esp32", "colour": "red"}),
+            json!({"repo": "https://git.example/r", "environment": "esp32", "colour": "red"}),
             "invalid_body",
             Some("colour"),
         ),
         (
-            json!({"repo": "/r", "environment": "esp32", "priority": "high"}),
+            json!({"repo": "https://git.example/r", "environment": "esp32", "priority": "high"}),
             "invalid_body",
             None,
         ),
@@ -148,7 +148,11 @@ async fn bad_requests_say_what_to_change() {
         assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
         assert_error(&err, code, field);
     }
-    let (s, err) = enqueue(&state, json!({"repo": "/r", "environment": "mars"})).await;
+    let (s, err) = enqueue(
+        &state,
+        json!({"repo": "https://git.example/r", "environment": "mars"}),
+    )
+    .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(
         err["error"]["message"]
@@ -233,7 +237,7 @@ async fn get_abort_delete_and_unknown_queues() {
     enqueue(&state, queue("q1")).await;
     let (s, _, q) = call(&state, get("/api/queues/q1")).await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(q["repo"], "/srv/fw.git");
+    assert_eq!(q["repo"], "https://git.example/fw.git");
     assert_eq!(q["tasks"][1]["scenario"], "scenarios/smoke2.xml");
 
     let (s, _, q) = call(&state, post("/api/queues/q1/abort", "")).await;

@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::worker::{SCENARIO_PASS, config, make_repo, processes_with};
+use crate::helpers::sets_allowed_repos;
+use crate::worker::{SCENARIO_PASS, UNCONFINED, config, make_repo, processes_with};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-struct Binary {
-    child: Child,
-    addr: String,
+pub(crate) struct Binary {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
 }
 
 impl Drop for Binary {
@@ -38,6 +39,17 @@ fn start(root: &Path, config_file: Option<&Path>) -> Binary {
 }
 
 fn start_with(root: &Path, config_file: Option<&Path>, extra: &[&str], stdout: Stdio) -> Binary {
+    start_with_env(root, config_file, extra, stdout, &[])
+}
+
+/// Starts `testarena serve` with `env` added to its environment.
+pub(crate) fn start_with_env(
+    root: &Path,
+    config_file: Option<&Path>,
+    extra: &[&str],
+    stdout: Stdio,
+    env: &[(&str, &str)],
+) -> Binary {
     let addr = format!("127.0.0.1:{}", free_port());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_testarena"));
     cmd.arg("serve")
@@ -48,9 +60,16 @@ fn start_with(root: &Path, config_file: Option<&Path>, extra: &[&str], stdout: S
     if let Some(c) = config_file {
         cmd.arg("--config").arg(c);
     }
+    // Test repositories live in temporary directories (see `helpers::allow_temp_repos`).
+    let file = config_file.map(|c| std::fs::read_to_string(c).unwrap_or_default());
+    if !file.is_some_and(|text| sets_allowed_repos(&text)) {
+        let allowed = format!("https://,ssh://,git@,{}", std::env::temp_dir().display());
+        cmd.env("TESTARENA_WORKER_ALLOWED_REPOS", allowed);
+    }
     let mut child = cmd
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
+        .envs(env.iter().copied())
         .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
@@ -84,7 +103,12 @@ async fn get(client: &reqwest::Client, b: &Binary, path: &str) -> (u16, Value) {
 }
 
 /// Waits for `status` by following the server's change stream (no polling loop with sleeps).
-async fn wait_status(client: &reqwest::Client, b: &Binary, id: &str, status: &str) -> Value {
+pub(crate) async fn wait_status(
+    client: &reqwest::Client,
+    b: &Binary,
+    id: &str,
+    status: &str,
+) -> Value {
     let mut events = client
         .get(format!("http://{}/api/events", b.addr))
         .send()
@@ -176,7 +200,7 @@ async fn every_acknowledged_enqueue_survives_kill_9() {
     for i in 0..200 {
         let (client, addr) = (client.clone(), server.addr.clone());
         tasks.push(tokio::spawn(async move {
-            let body = json!({"id": format!("q{i}"), "repo": "/srv/fw", "environment": "esp32"});
+            let body = json!({"id": format!("q{i}"), "repo": "https://git.example/fw.git", "environment": "esp32"});
             let r = client
                 .post(format!("http://{addr}/api/queues"))
                 .json(&body)
@@ -209,7 +233,9 @@ async fn every_acknowledged_enqueue_survives_kill_9() {
 
 fn write_config(dir: &Path, build: &str) -> PathBuf {
     let path = dir.join("config.toml");
-    std::fs::write(&path, config(build, "", "max_attempts = 2")).unwrap();
+    // The builds keep a marker outside the checkout across attempts: no sandbox.
+    let toml = config(build, "", "max_attempts = 2") + UNCONFINED;
+    std::fs::write(&path, toml).unwrap();
     path
 }
 

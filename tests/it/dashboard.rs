@@ -62,7 +62,7 @@ async fn fixture(slots: usize) -> Fixture {
         "[worker]\nslots = {slots}\nkill_grace = \"500ms\"\n\n[environments.sim]\nbuild = [\"true\"]\n\
          simulate = [\"sh\", \"-c\", {board}]\nready = \"READY\"\nbuild_timeout = \"30s\"\nboot_timeout = \"20s\"\n",
         board = serde_json::to_string(&board).expect("toml string"),
-    );
+    ) + crate::worker::UNCONFINED;
     let repo = crate::worker::make_repo(
         dir.path(),
         &[
@@ -154,10 +154,11 @@ async fn the_list_follows_runs_live_and_the_form_shows_errors_at_their_field() {
         assert_eq!(b.exec("return window.samePage === true").await, true, "the page was reloaded");
 
         // A filtered list takes in the queues that come to match, and only those.
-        b.goto(&f.app.url("/?status=failed")).await;
+        // (A missing scenario file is a task that could not run: the queue ends `error`.)
+        b.goto(&f.app.url("/?status=error")).await;
         b.wait_for("the filtered list to be live", "return document.getElementById('conn').dataset.state === 'live' && !document.getElementById('empty').hidden").await;
         let failing = f.enqueue("scenarios/missing.xml").await;
-        b.wait_for("the failed queue in the filtered list", &format!("const r = {}; return r && r.dataset.status === 'failed' && document.getElementById('empty').hidden", row(&failing))).await;
+        b.wait_for("the errored queue in the filtered list", &format!("const r = {}; return r && r.dataset.status === 'error' && document.getElementById('empty').hidden", row(&failing))).await;
         assert_eq!(b.exec("return document.querySelectorAll('#rows tr').length").await, 1);
 
         // A phone-sized screen: no sideways scrolling of the page.
@@ -281,7 +282,7 @@ async fn abort_and_delete_work_from_their_buttons() {
 async fn the_list_reconnects_after_a_server_restart_and_misses_nothing() {
     let _one = BROWSER.lock().await;
     let app = spawn_app_with("[worker]\nslots = 0\n").await;
-    let body = |id: &str| json!({"id": id, "repo": "/srv/fw.git", "branch": "main", "environment": "esp32"});
+    let body = |id: &str| json!({"id": id, "repo": "https://git.example/fw.git", "branch": "main", "environment": "esp32"});
     assert_eq!(
         app.post_json("/api/queues", &body("before")).await.status(),
         201

@@ -24,12 +24,17 @@ pub struct TestApp {
 
 /// Extra TOML laid over the defaults; the root and listen address are set by the helper.
 pub async fn spawn_app_with(extra_toml: &str) -> TestApp {
+    spawn_app_with_config(extra_toml, |_| {}).await
+}
+
+/// Like `spawn_app_with`, with `tweak` applied to the configuration (its root already set).
+pub async fn spawn_app_with_config(extra_toml: &str, tweak: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path().join("root");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    start_on(listener, root, extra_toml.to_owned(), dir).await
+    start_tweaked(listener, root, extra_toml.to_owned(), dir, tweak).await
 }
 
 async fn start_on(
@@ -38,8 +43,20 @@ async fn start_on(
     toml: String,
     dir: tempfile::TempDir,
 ) -> TestApp {
+    start_tweaked(listener, root, toml, dir, |_| {}).await
+}
+
+async fn start_tweaked(
+    listener: tokio::net::TcpListener,
+    root: PathBuf,
+    toml: String,
+    dir: tempfile::TempDir,
+    tweak: impl FnOnce(&mut Config),
+) -> TestApp {
     let mut config = Config::from_toml("test.toml", &toml).expect("test config");
     config.root = root.clone();
+    allow_temp_repos(&mut config, &toml);
+    tweak(&mut config);
     let server = Server::start(config, listener)
         .await
         .expect("server starts");
@@ -165,11 +182,34 @@ impl TestApp {
     }
 }
 
+/// Tests make their repositories in temporary directories: those are allowed on top of the
+/// defaults, unless the test's TOML sets `[worker] allowed_repos` itself.
+pub fn allow_temp_repos(config: &mut Config, toml: &str) {
+    if !sets_allowed_repos(toml) {
+        let temp = std::env::temp_dir().display().to_string();
+        config
+            .worker
+            .allowed_repos
+            .push(&temp)
+            .expect("the temp dir is absolute");
+    }
+}
+
+/// Whether `toml` sets `[worker] allowed_repos`.
+pub fn sets_allowed_repos(toml: &str) -> bool {
+    let table: toml::Table = toml::from_str(toml).expect("test TOML");
+    table
+        .get("worker")
+        .and_then(|w| w.get("allowed_repos"))
+        .is_some()
+}
+
 /// An `AppState` with no server and no worker (for router tests with `oneshot`).
 pub fn test_state(extra_toml: &str) -> (AppState, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = Config::from_toml("test.toml", extra_toml).expect("test config");
     config.root = dir.path().to_owned();
+    allow_temp_repos(&mut config, extra_toml);
     std::fs::create_dir_all(dir.path().join("queues")).expect("queues dir");
     let store = testarena::store::Store::open(&dir.path().join("testarena.redb")).expect("store");
     let state = AppState {
@@ -179,6 +219,7 @@ pub fn test_state(extra_toml: &str) -> (AppState, tempfile::TempDir) {
         store,
         worker: testarena::worker::WorkerHandle::default(),
         metrics: testarena::metrics::Metrics::new(),
+        sandbox: std::sync::Arc::new(testarena::exec::Unconfined),
         shutdown: tokio_util::sync::CancellationToken::new(),
     };
     (state, dir)

@@ -17,13 +17,13 @@ use testarena::api::{AppState, router};
 use testarena::hooks::sign;
 
 const SECRET: &str = "hook-secret";
-const PUSH: &str = include_str!("../../fixtures/webhooks/push.json");
+pub const PUSH: &str = include_str!("../../fixtures/webhooks/push.json");
 const PULL: &str = include_str!("../../fixtures/webhooks/pull_request.json");
 const SETTINGS: &str =
     "[gitea]\nsecret = \"hook-secret\"\nenvironment = \"xtensa-sim\"\n[worker]\nslots = 0\n";
 
 /// A delivery as Gitea sends it: pretty-printed JSON, signed over those exact bytes.
-fn delivery(event: &str, payload: &Value, uuid: &str) -> Request<Body> {
+pub fn delivery(event: &str, payload: &Value, uuid: &str) -> Request<Body> {
     let body = serde_json::to_vec_pretty(payload).unwrap();
     Request::post("/api/hooks/gitea")
         .header("content-type", "application/json")
@@ -34,7 +34,7 @@ fn delivery(event: &str, payload: &Value, uuid: &str) -> Request<Body> {
         .unwrap()
 }
 
-async fn call(state: &AppState, req: Request<Body>) -> (StatusCode, Value) {
+pub async fn call(state: &AppState, req: Request<Body>) -> (StatusCode, Value) {
     let resp = router(state.clone()).oneshot(req).await.unwrap();
     let status = resp.status();
     let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)

@@ -87,7 +87,7 @@ async fn metrics_follow_runs_results_and_stream_clients() {
     drop(events);
     let mut gone = false;
     for i in 0..20 {
-        let poke = json!({"id": format!("poke-{i}"), "repo": "/nonexistent/repo", "branch": "main", "environment": "sim"});
+        let poke = json!({"id": format!("poke-{i}"), "repo": std::env::temp_dir().join("nonexistent/repo"), "branch": "main", "environment": "sim"});
         assert_eq!(app.post_json("/api/queues", &poke).await.status(), 201);
         app.wait_status(&format!("poke-{i}"), "error", Duration::from_secs(30))
             .await;

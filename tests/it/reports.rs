@@ -1,5 +1,5 @@
 //! The files route: written reports are served read-only with the right headers; traversal,
-//! escaping symlinks and unknown files are refused.
+//! escaping symlinks, unknown files and the checkout are refused.
 
 use std::path::Path;
 
@@ -205,18 +205,12 @@ async fn a_symlink_leading_out_of_the_queue_is_refused_one_inside_is_followed() 
     let app = spawn_app().await;
     let queue_dir = write_reports(&app, "q1");
     std::fs::write(app.root.join("secret.txt"), "secret").unwrap();
-    std::fs::create_dir_all(queue_dir.join("repo")).unwrap();
-    symlink(
-        &app.root.join("secret.txt"),
-        &queue_dir.join("repo/escape.txt"),
-    );
-    symlink(&app.root, &queue_dir.join("repo/up"));
-    symlink(
-        Path::new("../tasks/smoke/report.html"),
-        &queue_dir.join("repo/latest.html"),
-    );
+    let task_dir = queue_dir.join("tasks/smoke");
+    symlink(&app.root.join("secret.txt"), &task_dir.join("escape.txt"));
+    symlink(&app.root, &task_dir.join("up"));
+    symlink(Path::new("report.html"), &task_dir.join("latest.html"));
 
-    for path in ["repo/escape.txt", "repo/up/secret.txt"] {
+    for path in ["tasks/smoke/escape.txt", "tasks/smoke/up/secret.txt"] {
         let r = app
             .client
             .get(app.url(&format!("/queues/q1/files/{path}")))
@@ -229,12 +223,37 @@ async fn a_symlink_leading_out_of_the_queue_is_refused_one_inside_is_followed() 
     }
     let r = app
         .client
-        .get(app.url("/queues/q1/files/repo/latest.html"))
+        .get(app.url("/queues/q1/files/tasks/smoke/latest.html"))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("ping"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_checkout_is_never_served() {
+    let app = spawn_app().await;
+    let queue_dir = write_reports(&app, "q1");
+    let repo = queue_dir.join("repo");
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
+    std::fs::write(repo.join("index.html"), "<script>alert(1)</script>").unwrap();
+    std::fs::write(repo.join(".git/config"), "[remote]").unwrap();
+    std::fs::write(queue_dir.join("other.txt"), "other").unwrap();
+    for path in ["repo/index.html", "repo/.git/config", "other.txt"] {
+        let r = app
+            .client
+            .get(app.url(&format!("/queues/q1/files/{path}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "not_found", "{path}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("not the checkout"), "{message}");
+    }
     app.stop().await;
 }
 

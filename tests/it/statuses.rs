@@ -105,7 +105,9 @@ async fn a_queue_shows_on_its_commit_as_pending_then_success() {
     let settings = format!(
         "[gitea]\nurl = \"http://{gitea}\"\nenvironment = \"sim\"\ntoken = \"tok\"\ndashboard_url = \"http://testarena.example\"\n"
     );
-    let app = spawn_app_with(&config("echo built > built.txt", &settings, "")).await;
+    // The repository is served over plain http: git may use http for it, and only for it.
+    let allowed = format!("allowed_repos = [\"http://{gitea}/\"]");
+    let app = spawn_app_with(&config("echo built > built.txt", &settings, &allowed)).await;
     // As a push delivery would enqueue it (the id of the commit, the configured environment).
     let body = json!({
         "id": format!("team-fw-{}", &sha[..12]),

@@ -17,6 +17,10 @@ const LIMIT: Duration = Duration::from_secs(30);
 /// goes silent on `hang`.
 pub const BOARD: &str = r#"echo "booting board"; echo READY; while read l; do case "$l" in ping) echo pong;; die) echo dying; exit 7;; hang) ;; *) echo "echo: $l";; esac; done"#;
 
+/// For tests that steer a build or a board through files outside the checkout (gates,
+/// markers), which the sandbox hides: repository code runs unconfined.
+pub const UNCONFINED: &str = "\n[sandbox]\nmode = \"none\"\n";
+
 pub const SCENARIO_PASS: &str = r#"<scenario name="pass">
   <suite name="shell">
     <test name="ping" timeout="5"><send>ping</send><expect>pong</expect></test>
@@ -131,7 +135,7 @@ pub async fn wait_log_line(app: &TestApp, id: &str, needle: &str) {
     assert!(found.is_ok(), "no log line with {needle:?} in {id}");
 }
 
-fn log_text(app: &TestApp, id: &str) -> String {
+pub fn log_text(app: &TestApp, id: &str) -> String {
     std::fs::read_to_string(app.root.join("queues").join(id).join("queue.log")).unwrap_or_default()
 }
 
@@ -252,7 +256,12 @@ async fn an_invalid_scenario_file_is_a_task_error_before_any_board_boots() {
     );
     let app = spawn_app_with(&config("echo built > built.txt", "", "")).await;
     let id = enqueue(&app, request(&repo, json!({}))).await;
-    let q = app.wait_status(&id, "failed", LIMIT).await;
+    // The other task still runs; the queue ends `error`, naming the task that could not.
+    let q = app.wait_status(&id, "error", LIMIT).await;
+    assert_eq!(
+        q["error"], "could not run every task: a-broken ended error",
+        "{q:#}"
+    );
     let broken_task = &q["tasks"][0];
     assert_eq!(broken_task["status"], "error", "{q:#}");
     let error = broken_task["error"].as_str().unwrap();
@@ -292,7 +301,7 @@ boot_timeout = "5s"
         json!({"repo": repo.display().to_string(), "environment": "mute"}),
     )
     .await;
-    let q = app.wait_status(&id, "failed", LIMIT).await;
+    let q = app.wait_status(&id, "error", LIMIT).await;
     assert_eq!(q["tasks"][0]["status"], "error");
     assert!(
         q["tasks"][0]["error"]
@@ -306,7 +315,7 @@ boot_timeout = "5s"
         json!({"repo": repo.display().to_string(), "environment": "dead"}),
     )
     .await;
-    let q = app.wait_status(&id, "failed", LIMIT).await;
+    let q = app.wait_status(&id, "error", LIMIT).await;
     assert!(
         q["tasks"][0]["error"]
             .as_str()
@@ -463,12 +472,12 @@ async fn slots_and_max_parallel_hold_and_waiting_queues_say_why() {
         "echo build-running; while [ ! -e {} ]; do sleep 0.05; done; echo built > built.txt",
         gate.display()
     );
-    let app = spawn_app_with(&format!(
+    let app = spawn_app_with(&(format!(
         "{}\n[environments.solo]\nbuild = [\"sh\", \"-c\", {}]\nsimulate = [\"sh\", \"-c\", {}]\nready = \"READY\"\nbuild_timeout = \"20s\"\nboot_timeout = \"5s\"\nmax_parallel = 1\n",
         config(&build, "", "").replace("slots = 1", "slots = 2"),
         toml_str(&build),
         toml_str(BOARD)
-    ))
+    ) + UNCONFINED))
     .await;
     let solo = |_: ()| json!({"repo": repo.display().to_string(), "environment": "solo"});
     let a = enqueue(&app, solo(())).await;
