@@ -27,6 +27,7 @@ pub mod model;
 pub mod report;
 pub mod scenario;
 pub mod server;
+pub mod state;
 pub mod statuses;
 pub mod store;
 pub mod worker;

@@ -10,12 +10,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::{self, AppState};
+use crate::api;
 use crate::config::Config;
 use crate::logs::LogHub;
 use crate::metrics::Metrics;
 use crate::model::Status;
 use crate::report::Reports;
+use crate::state::AppState;
 use crate::store::Store;
 use crate::worker::{self, WorkerHandle};
 

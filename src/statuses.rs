@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::api::AppState;
 use crate::config::{GiteaConfig, StatusConfig};
 use crate::model::{Queue, Status};
+use crate::state::AppState;
 use crate::store::Follower;
 
 /// Where a queue's status goes: `POST {url}/api/v1/repos/{owner}/{repo}/statuses/{sha}`.

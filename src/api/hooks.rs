@@ -18,8 +18,9 @@ use serde_json::json;
 
 use super::AppState;
 use super::error::ApiError;
-use super::queues::{EnqueueBody, queue_json};
+use super::queues::queue_json;
 use super::validate;
+use super::validate::EnqueueBody;
 use crate::config::Config;
 use crate::hooks::gitea::{Decision, Wanted, decide, from_this_gitea};
 use crate::hooks::signature_matches;

@@ -21,36 +21,14 @@ pub mod queues;
 pub mod sse;
 pub mod validate;
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
-use crate::logs::LogHub;
-use crate::report::Reports;
-use crate::store::Store;
-use crate::worker::WorkerHandle;
+pub use crate::state::AppState;
 use error::ApiError;
-
-/// Cheap handles shared by every handler.
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub store: Store,
-    pub logs: LogHub,
-    pub reports: Reports,
-    pub worker: WorkerHandle,
-    pub metrics: crate::metrics::Metrics,
-    /// How repository code is run (sandboxed or not).
-    pub sandbox: Arc<dyn crate::exec::Executor>,
-    /// Cancelled when the server shuts down: SSE streams end on it.
-    pub shutdown: CancellationToken,
-}
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.api.max_body;

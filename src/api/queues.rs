@@ -7,37 +7,18 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
 use super::json::ApiJson;
-use super::validate;
+use super::validate::{self, EnqueueBody, parse_id};
 use crate::model::{Queue, QueueId, Status, Task, rfc3339};
 use crate::store::{Enqueued, QueueView};
 
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 500;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EnqueueBody {
-    pub id: Option<String>,
-    pub repo: String,
-    pub branch: Option<String>,
-    pub commit: Option<String>,
-    pub environment: String,
-    pub scenarios: Option<Vec<String>>,
-    pub priority: Option<i32>,
-}
-
-pub fn parse_id(raw: &str) -> Result<QueueId, ApiError> {
-    QueueId::parse(raw).map_err(|e| {
-        ApiError::bad_request("invalid_id", format!("queue id {raw:?}: {e}"), Some("id"))
-    })
-}
 
 /// The JSON of a queue; `tasks` only when given.
 pub fn queue_json(state: &AppState, q: &Queue, tasks: Option<&[Task]>) -> Value {
@@ -192,11 +173,8 @@ pub async fn abort(
 /// and it is recorded `aborted` (bounded by the kill grace period plus a margin).
 async fn stop(state: &AppState, id: &QueueId) -> Result<(), ApiError> {
     let mut changes = state.store.subscribe();
-    let q = state.store.abort_waiting(id).await?;
-    if q.status == Status::Aborted {
-        // It never ran: its report is written here, as a run writes its own at the end.
-        crate::worker::write_queue_report(state, &q).await;
-    }
+    // A waiting queue ends here, its report written before its end is committed.
+    let q = crate::worker::abort_waiting(state, id).await?;
     if q.status != Status::Running {
         return Ok(());
     }

@@ -3,10 +3,30 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use serde::Deserialize;
+
 use super::error::ApiError;
-use super::queues::{EnqueueBody, parse_id};
 use crate::config::Config;
 use crate::model::{MAX_SCENARIO_PATH_LEN, MAX_SCENARIOS, PRIORITIES, QueueId, QueueRequest};
+
+/// The body of `POST /api/queues` (and what a webhook delivery becomes).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnqueueBody {
+    pub id: Option<String>,
+    pub repo: String,
+    pub branch: Option<String>,
+    pub commit: Option<String>,
+    pub environment: String,
+    pub scenarios: Option<Vec<String>>,
+    pub priority: Option<i32>,
+}
+
+pub fn parse_id(raw: &str) -> Result<QueueId, ApiError> {
+    QueueId::parse(raw).map_err(|e| {
+        ApiError::bad_request("invalid_id", format!("queue id {raw:?}: {e}"), Some("id"))
+    })
+}
 
 fn invalid(field: &str, message: String) -> ApiError {
     ApiError::bad_request("invalid_field", message, Some(field))

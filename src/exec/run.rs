@@ -54,15 +54,6 @@ pub enum Ending {
 }
 
 impl Ending {
-    pub fn exit(&self) -> Exit {
-        match *self {
-            Ending::Exited(exit)
-            | Ending::TimedOut(exit)
-            | Ending::Silent(exit)
-            | Ending::Cancelled(exit) => exit,
-        }
-    }
-
     /// The child exited by itself with code 0.
     pub fn success(&self) -> bool {
         matches!(self, Ending::Exited(exit) if exit.success())

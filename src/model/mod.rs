@@ -479,5 +479,8 @@ pub struct TranscriptLine {
     pub text: String,
 }
 
+mod ending;
+pub use ending::{TaskChange, close_tasks, closed_status, restart_tasks};
+
 #[cfg(test)]
 mod tests;

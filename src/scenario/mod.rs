@@ -11,6 +11,7 @@ mod check;
 mod console;
 mod file;
 mod host;
+mod observer;
 mod parse;
 mod record;
 mod runner;
@@ -32,8 +33,9 @@ pub use check::check_files;
 pub use console::{Console, ConsoleEvent};
 pub use file::{MAX_FILE_SIZE, discover};
 pub use host::{Host, HostOutcome};
+pub use observer::Observer;
 pub use parse::parse;
-pub use runner::{Observer, ScenarioRun, run_scenario};
+pub use runner::{ScenarioRun, run_scenario};
 
 /// Timeout of a whole scenario when `<scenario timeout>` is not given.
 pub const DEFAULT_SCENARIO_TIMEOUT: Duration = Duration::from_secs(30 * 60);

@@ -5,8 +5,7 @@ use std::collections::VecDeque;
 
 use tokio::time::Instant;
 
-use super::Pattern;
-use super::runner::Observer;
+use super::{Observer, Pattern};
 use crate::model::{LineKind, TranscriptLine};
 
 /// Lines kept for the next `<expect>` when nothing matches them; the oldest are dropped.

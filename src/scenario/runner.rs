@@ -8,17 +8,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::record::Record;
 use super::steps::{Deadlines, Engine, Stop};
-use super::{Console, Host, Scenario, Suite, Test};
-use crate::model::{LineKind, Status, TestResult, TestStatus, TranscriptLine, format_duration};
-
-/// Receives everything a scenario run writes.
-pub trait Observer: Send {
-    /// A line for the queue log (markers, sends as "> LINE", console lines as-is, "$ COMMAND", command output).
-    fn log(&mut self, line: &str);
-    fn test_started(&mut self, suite: &str, test: &str);
-    /// Called as each test finishes (also for skipped tests), with that test's transcript.
-    fn test_finished(&mut self, result: &TestResult, transcript: &[TranscriptLine]);
-}
+use super::{Console, Host, Observer, Scenario, Suite, Test};
+use crate::model::{LineKind, Status, TestResult, TestStatus, format_duration};
 
 /// The outcome of a scenario run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,7 +105,6 @@ async fn run_test<C: Console, H: Host, O: Observer>(
     test: &Test,
 ) -> (TestResult, Option<Stop>) {
     let id = marker_id(&suite.name, &test.name);
-    engine.rec.observer.test_started(&suite.name, &test.name);
     engine.rec.observer.log(&format!("=== test {id} started"));
     start_transcript(engine);
     let outcome = engine.run_steps(&test.steps, test.timeout).await;

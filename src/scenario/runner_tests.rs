@@ -69,12 +69,10 @@ async fn passing_scenario_logs_markers_sends_and_output() {
     .await;
     assert_eq!(run.status, Status::Passed, "{:#?}", run.results);
     assert_eq!(run.board_exit, None);
-    let names: Vec<_> = rec
-        .started
-        .iter()
-        .map(|(s, t)| format!("{s}/{t}"))
-        .collect();
-    assert_eq!(names, ["shell/ping", "shell/add numbers", "host/check"]);
+    assert_eq!(
+        rec.started(),
+        ["shell/ping", "shell/add_numbers", "host/check"]
+    );
     assert_eq!(rec.finished.len(), 3);
 
     for line in [
@@ -218,7 +216,7 @@ async fn board_exit_fails_the_test_and_skips_the_rest() {
         Some("board exited with status 7")
     );
     assert_eq!(run.status, Status::Failed);
-    assert_eq!(rec.started.len(), 2);
+    assert_eq!(rec.started().len(), 2);
     assert_eq!(rec.finished.len(), 4);
     assert!(
         rec.log.iter().any(|l| l

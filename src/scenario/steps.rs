@@ -11,8 +11,7 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::record::{MAX_PENDING, Record};
-use super::runner::Observer;
-use super::{Console, ConsoleEvent, Host, HostOutcome, Pattern, Step};
+use super::{Console, ConsoleEvent, Host, HostOutcome, Observer, Pattern, Step};
 use crate::model::{LineKind, format_duration};
 
 /// How long a failed console write waits to learn whether the board exited.

@@ -224,9 +224,18 @@ impl Host for ShHost {
 #[derive(Default)]
 pub struct Recorder {
     pub log: Vec<String>,
-    pub started: Vec<(String, String)>,
     pub finished: Vec<(TestResult, Vec<TranscriptLine>)>,
     pub cancel_on: Option<(String, CancellationToken)>,
+}
+
+impl Recorder {
+    /// The ids (`SUITE/NAME`) of the tests whose start marker was logged, in order.
+    pub fn started(&self) -> Vec<&str> {
+        self.log
+            .iter()
+            .filter_map(|l| l.strip_prefix("=== test ")?.strip_suffix(" started"))
+            .collect()
+    }
 }
 
 impl Observer for Recorder {
@@ -237,10 +246,6 @@ impl Observer for Recorder {
         {
             token.cancel();
         }
-    }
-
-    fn test_started(&mut self, suite: &str, test: &str) {
-        self.started.push((suite.to_owned(), test.to_owned()));
     }
 
     fn test_finished(&mut self, result: &TestResult, transcript: &[TranscriptLine]) {

@@ -7,8 +7,8 @@
 //! - No redb type leaves this module. redb blocks, so async callers reach it through the writer
 //!   thread (writes) or `spawn_blocking` (reads), never on a runtime worker thread.
 //! - After every commit each change is published on a broadcast channel (`subscribe`) and the
-//!   latest sequence on a watch (`latest_seq`, `watch_seq`); changes are also kept in the event
-//!   table (the newest `KEEP_EVENTS` to `MAX_EVENTS`) so an SSE client can resume.
+//!   latest sequence on a watch (`latest_seq`); changes are also kept in the event table (the
+//!   newest `KEEP_EVENTS` to `MAX_EVENTS`) so an SSE client can resume.
 //! - Durability: every commit is immediate (fsync before the caller is answered).
 //! - Callers are answered from a task on the multi-thread runtime the store was opened in (on
 //!   the writer thread when opened elsewhere); answers that runtime drops are delivered anyway.
@@ -155,10 +155,6 @@ impl Store {
     /// The sequence number of the latest committed change.
     pub fn latest_seq(&self) -> u64 {
         *self.inner.latest.borrow()
-    }
-
-    pub fn watch_seq(&self) -> watch::Receiver<u64> {
-        self.inner.latest.clone()
     }
 
     /// Finishes pending writes, stops the writer thread; later writes fail with `Unavailable`.

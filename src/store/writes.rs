@@ -165,13 +165,38 @@ pub(super) fn transition(
     to: Status,
     error: Option<String>,
 ) -> Result<Queue, StoreError> {
+    let why = format!("queue ended {to} before this task finished");
+    end(b, id, to, error, &why)
+}
+
+/// The one way a queue ends (and the one way it goes back to `waiting`): its status through
+/// `Status::queue_transition`, and in the same transaction its tasks through the model's rule
+/// (`close_tasks`, or `restart_tasks` for a re-queue), every change recorded.
+fn end(
+    b: &mut Batch<'_>,
+    id: &QueueId,
+    to: Status,
+    error: Option<String>,
+    task_why: &str,
+) -> Result<Queue, StoreError> {
     let mut q = load_queue(b, id)?;
-    Status::queue_transition(q.status, to)?;
     set_status(b, &mut q, to)?;
     if error.is_some() {
         q.error = error;
     }
     save_queue(b, &q)?;
+    let mut tasks = load_tasks(&b.t, q.seq)?;
+    let changes = if to == Status::Waiting {
+        crate::model::restart_tasks(&mut tasks)
+    } else {
+        crate::model::close_tasks(&mut tasks, to, task_why, now_millis())?
+    };
+    if !changes.is_empty() {
+        replace_tasks(b, q.seq, &tasks)?;
+        for c in changes {
+            b.record(id, Some(&c.task), Some(c.from), Some(c.to))?;
+        }
+    }
     Ok(q)
 }
 
@@ -210,21 +235,15 @@ pub(super) fn claim_next(
 }
 
 pub(super) fn abort_waiting(b: &mut Batch<'_>, id: &QueueId) -> Result<Queue, StoreError> {
-    let mut q = load_queue(b, id)?;
+    let q = load_queue(b, id)?;
     match q.status {
-        Status::Waiting => {
-            set_status(b, &mut q, Status::Aborted)?;
-            q.error = Some("aborted before it started".into());
-            save_queue(b, &q)?;
-            let mut tasks = load_tasks(&b.t, q.seq)?;
-            for t in &mut tasks {
-                if Status::task_transition(t.status, Status::Skipped).is_ok() {
-                    t.status = Status::Skipped;
-                }
-            }
-            replace_tasks(b, q.seq, &tasks)?;
-            Ok(q)
-        }
+        Status::Waiting => end(
+            b,
+            id,
+            Status::Aborted,
+            Some("aborted before it started".into()),
+            "the queue was aborted before it started",
+        ),
         Status::Running => Ok(q),
         s => Err(StoreError::Conflict(format!(
             "queue {id} already finished ({s}); only a waiting or running queue can be aborted"
@@ -338,19 +357,11 @@ pub(super) fn requeue(
     bump_attempt: bool,
     reason: &str,
 ) -> Result<Queue, StoreError> {
-    let mut q = load_queue(b, id)?;
-    set_status(b, &mut q, Status::Waiting)?;
+    let mut q = end(b, id, Status::Waiting, Some(reason.to_owned()), reason)?;
     if bump_attempt {
         q.attempt += 1;
+        save_queue(b, &q)?;
     }
-    q.error = Some(reason.to_owned());
-    save_queue(b, &q)?;
-    // A new run starts from fresh task records.
-    let tasks: Vec<Task> = load_tasks(&b.t, q.seq)?
-        .into_iter()
-        .map(|t| Task::new(t.id, t.scenario))
-        .collect();
-    replace_tasks(b, q.seq, &tasks)?;
     Ok(q)
 }
 
@@ -377,24 +388,13 @@ pub(super) fn recover(b: &mut Batch<'_>, max_attempts: u32) -> Result<Vec<Queue>
                 &format!("interrupted during attempt {}; re-queued", q.attempt),
             )?);
         } else {
-            out.push(transition(
+            out.push(end(
                 b,
                 &id,
                 Status::Error,
                 Some("interrupted".into()),
+                "interrupted",
             )?);
-            let mut tasks = load_tasks(&b.t, q.seq)?;
-            for t in &mut tasks {
-                if !t.status.is_terminal() {
-                    t.status = if t.status == Status::Running {
-                        Status::Error
-                    } else {
-                        Status::Skipped
-                    };
-                    t.error.get_or_insert_with(|| "interrupted".into());
-                }
-            }
-            replace_tasks(b, q.seq, &tasks)?;
         }
     }
     Ok(out)

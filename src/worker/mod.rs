@@ -10,7 +10,8 @@
 
 mod board;
 mod checkout;
-mod handle;
+mod ending;
+pub mod handle;
 mod mirror;
 mod pipeline;
 mod scheduler;
@@ -18,13 +19,14 @@ mod step;
 mod tasks;
 
 pub use checkout::{clone_mirror_argv, fetch_argv, resolve_argv};
+pub use ending::{abort_waiting, end_queue};
 pub use handle::WorkerHandle;
 pub use scheduler::Scheduler;
 pub use tasks::write_queue_report;
 
 use tokio_util::task::TaskTracker;
 
-use crate::api::AppState;
+use crate::state::AppState;
 
 /// The worker loop, until the server shuts down; the tracker also holds every run.
 pub async fn run(state: AppState, tracker: TaskTracker) {

@@ -5,7 +5,7 @@
 //! or build failed, `timed_out` when `[worker] queue_timeout` hit, `aborted` on abort. On server
 //! shutdown the queue goes back to `waiting` for the next start.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -14,14 +14,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::checkout;
 use super::mirror::Mirrors;
-use super::step::{StepCtx, StepError};
+use super::step::{StepCtx, StepError, command_env, repo_command};
 use super::tasks;
-use crate::api::AppState;
 use crate::config::{Environment, queue_dir};
-use crate::exec::{Confinement, Ending, Spec};
+use crate::exec::{Ending, Spec};
 use crate::logs::{LogWriter, marker};
 use crate::model::{Queue, Status};
-use crate::store::StoreError;
+use crate::state::AppState;
 
 /// Runs `queue` (already claimed, `running`) to its end and records the outcome.
 pub async fn run_queue(
@@ -109,34 +108,10 @@ pub async fn run_queue(
     finish(state, &queue, status, error).await;
 }
 
-/// Writes the queue report, then records the final status: once a client sees the status,
-/// every report file is there.
+/// Ends the queue: reports first, then the final status (see `ending`).
 async fn finish(state: &AppState, queue: &Queue, status: Status, error: Option<String>) {
-    tasks::close_open_tasks(state, &queue.id, status).await;
-    let mut last = queue.clone();
-    last.status = status;
-    last.error.clone_from(&error);
-    last.finished_at = Some(crate::model::now_millis());
-    tasks::write_queue_report(state, &last).await;
-    // A queue must not stay `running`: retry a failed write a few times before giving up
-    // (the next start's recovery is the last resort).
-    for attempt in 1..=5u32 {
-        match state
-            .store
-            .transition(&queue.id, status, error.clone())
-            .await
-        {
-            Ok(_) => return,
-            Err(StoreError::Other(e)) if attempt < 5 => {
-                tracing::warn!(queue = %queue.id, error = %e, attempt, "cannot record the outcome; retrying");
-                tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(attempt)))
-                    .await;
-            }
-            Err(e) => {
-                tracing::error!(queue = %queue.id, error = %e, "cannot record the outcome");
-                return;
-            }
-        }
+    if let Err(e) = super::ending::end_queue(state, &queue.id, status, error).await {
+        tracing::error!(queue = %queue.id, error = %e, "cannot record the outcome");
     }
 }
 
@@ -221,40 +196,6 @@ async fn step<T>(
         tracing::warn!(error = %e, "cannot sync the queue log");
     }
     result
-}
-
-/// The environment variables every command of a queue gets (on top of the allow-list, see
-/// `exec::Spec::clean_env`): what describes the queue, then the environment's own `env` table.
-/// Never the data root or anything of the server's own.
-pub fn command_env(queue: &Queue, env: &Environment, repo_dir: &Path) -> Vec<(String, String)> {
-    let mut vars = vec![
-        ("TESTARENA_QUEUE_ID".into(), queue.id.to_string()),
-        (
-            "TESTARENA_ENVIRONMENT".into(),
-            queue.request.environment.clone(),
-        ),
-        ("TESTARENA_REPO_DIR".into(), repo_dir.display().to_string()),
-    ];
-    vars.extend(env.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    vars
-}
-
-/// A command from the repository, run in `repo_dir` as the sandbox says: only the checkout
-/// writable, the network only when `network`.
-pub fn repo_command(
-    state: &AppState,
-    spec: Spec,
-    repo_dir: &Path,
-    network: bool,
-) -> Result<Spec, StepError> {
-    let confinement = Confinement {
-        writable: vec![repo_dir.to_owned()],
-        network,
-    };
-    state
-        .sandbox
-        .confine(spec, &confinement)
-        .map_err(|e| StepError::Error(e.to_string()))
 }
 
 async fn build(

@@ -11,8 +11,8 @@ use tokio_util::task::TaskTracker;
 
 use super::mirror::Mirrors;
 use super::pipeline;
-use crate::api::AppState;
 use crate::model::{QueueId, Status};
+use crate::state::AppState;
 use crate::store::{ClaimFilter, StoreError};
 
 #[derive(Clone)]
@@ -79,11 +79,13 @@ impl Scheduler {
                 tracing::error!(queue = %id, error = %e, "a run stopped unexpectedly");
                 let why =
                     "internal error: the run stopped unexpectedly; the server log has the cause";
-                let _ = this
-                    .state
-                    .store
-                    .transition(&id, Status::Error, Some(why.into()))
-                    .await;
+                // Its tasks closed and its report written like any other end.
+                if let Err(e) =
+                    super::ending::end_queue(&this.state, &id, Status::Error, Some(why.into()))
+                        .await
+                {
+                    tracing::error!(queue = %id, error = %e, "cannot end a queue whose run stopped");
+                }
             }
             this.state.worker.finish(&id);
             this.freed.notify_one();

@@ -1,13 +1,17 @@
 //! What every pipeline step shares: the queue's log, its cancellation, the limits from the
-//! configuration, and one way to run a supervised command with its output in the log.
+//! configuration, one way to run a supervised command with its output in the log, and how a
+//! command from the repository is confined (its environment, the sandbox).
 
+use std::path::Path;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::api::AppState;
-use crate::exec::{self, Ending, Limits, Line, Spec};
+use crate::config::Environment;
+use crate::exec::{self, Confinement, Ending, Limits, Line, Spec};
 use crate::logs::LogWriter;
+use crate::model::Queue;
+use crate::state::AppState;
 
 /// How a step failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,4 +88,38 @@ impl StepCtx<'_> {
         .await
         .map_err(|e| StepError::Error(e.to_string()))
     }
+}
+
+/// The environment variables every command of a queue gets (on top of the allow-list, see
+/// `exec::Spec::clean_env`): what describes the queue, then the environment's own `env` table.
+/// Never the data root or anything of the server's own.
+pub fn command_env(queue: &Queue, env: &Environment, repo_dir: &Path) -> Vec<(String, String)> {
+    let mut vars = vec![
+        ("TESTARENA_QUEUE_ID".into(), queue.id.to_string()),
+        (
+            "TESTARENA_ENVIRONMENT".into(),
+            queue.request.environment.clone(),
+        ),
+        ("TESTARENA_REPO_DIR".into(), repo_dir.display().to_string()),
+    ];
+    vars.extend(env.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    vars
+}
+
+/// A command from the repository, run in `repo_dir` as the sandbox says: only the checkout
+/// writable, the network only when `network`.
+pub fn repo_command(
+    state: &AppState,
+    spec: Spec,
+    repo_dir: &Path,
+    network: bool,
+) -> Result<Spec, StepError> {
+    let confinement = Confinement {
+        writable: vec![repo_dir.to_owned()],
+        network,
+    };
+    state
+        .sandbox
+        .confine(spec, &confinement)
+        .map_err(|e| StepError::Error(e.to_string()))
 }

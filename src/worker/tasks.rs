@@ -8,14 +8,13 @@ use std::path::{Path, PathBuf};
 use tokio::sync::mpsc;
 
 use super::board::{Board, BootError, BootSpec, ShellHost};
-use super::pipeline::{command_env, repo_command};
-use super::step::{StepCtx, StepError};
-use crate::api::AppState;
+use super::step::{StepCtx, StepError, command_env, repo_command};
 use crate::config::{ConsoleKind, Environment, queue_dir};
 use crate::exec::Spec;
 use crate::logs::{LogWriter, marker};
-use crate::model::{Queue, QueueId, Status, Task, TestResult, TranscriptLine};
+use crate::model::{Queue, Status, Task, TestResult, TranscriptLine};
 use crate::scenario::{self, Observer, Scenario};
+use crate::state::AppState;
 
 /// A task and its scenario file, parsed (or the diagnostics saying why not).
 pub struct Prepared {
@@ -263,38 +262,6 @@ async fn end_task(
     Ok(status)
 }
 
-/// Marks tasks that never ran as `skipped` (or `aborted`/`error` when they were running).
-pub async fn close_open_tasks(state: &AppState, id: &QueueId, queue_status: Status) {
-    let Ok(Some(view)) = state.store.get(id).await else {
-        return;
-    };
-    for task in view.tasks.iter().filter(|t| !t.status.is_terminal()) {
-        let to = match (task.status, queue_status) {
-            (Status::Running, Status::Aborted) => Status::Aborted,
-            (Status::Running, Status::TimedOut) => Status::TimedOut,
-            (Status::Running, _) => Status::Error,
-            _ => Status::Skipped,
-        };
-        let why = format!("queue ended {queue_status} before this task finished");
-        match state.store.task_status(id, &task.id, to, Some(why)).await {
-            Ok(closed) if task.status == Status::Running => {
-                let dir = queue_dir(&state.config.root, id)
-                    .join("tasks")
-                    .join(task.id.as_str());
-                let (reports, q) = (state.reports.clone(), view.queue.clone());
-                let written =
-                    tokio::task::spawn_blocking(move || reports.write_task(&dir, &q, &closed))
-                        .await;
-                if let Ok(Err(e)) = written {
-                    tracing::error!(error = %e, "cannot write a task report");
-                }
-            }
-            Ok(_) => {}
-            Err(e) => tracing::error!(queue = %id, error = %e, "cannot close a task"),
-        }
-    }
-}
-
 /// Writes the queue's report for `queue` as given (its final state may not be stored yet), with
 /// its tasks as stored.
 pub async fn write_queue_report(state: &AppState, queue: &Queue) {
@@ -326,8 +293,6 @@ impl Observer for TaskObserver {
         self.log.line(line);
         let _ = self.tx.send(Event::Line(line.to_owned()));
     }
-
-    fn test_started(&mut self, _suite: &str, _test: &str) {}
 
     fn test_finished(&mut self, result: &TestResult, transcript: &[TranscriptLine]) {
         let _ = self

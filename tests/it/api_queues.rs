@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use crate::helpers::test_state;
-use testarena::api::{AppState, router};
+use testarena::api::router;
+use testarena::state::AppState;
 
 async fn call(state: &AppState, req: Request<Body>) -> (StatusCode, Option<String>, Value) {
     let resp = router(state.clone()).oneshot(req).await.unwrap();

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
-use testarena::api::AppState;
 use testarena::config::Config;
 use testarena::server::Server;
+use testarena::state::AppState;
 
 /// A running server with its own root; stopped (gracefully) by `stop` or on drop of the runtime.
 pub struct TestApp {

@@ -13,8 +13,9 @@ use tower::ServiceExt;
 
 use crate::helpers::{TestApp, spawn_app_with, test_state};
 use crate::worker::{SCENARIO_PASS, config, git, make_repo};
-use testarena::api::{AppState, router};
+use testarena::api::router;
 use testarena::hooks::sign;
+use testarena::state::AppState;
 
 const SECRET: &str = "hook-secret";
 pub const PUSH: &str = include_str!("../../fixtures/webhooks/push.json");

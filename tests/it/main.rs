@@ -5,6 +5,7 @@ mod cli;
 mod console_socket;
 mod dashboard;
 mod e2e_qemu;
+mod ending;
 mod events_sse;
 mod helpers;
 mod hooks;

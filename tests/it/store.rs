@@ -176,7 +176,7 @@ async fn change_feed_is_ordered_and_kept_for_resume() {
     store.delete(&id("a")).await.unwrap();
 
     let mut got = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..6 {
         got.push(feed.recv().await.unwrap());
     }
     let seqs: Vec<u64> = got.iter().map(|c| c.seq).collect();
@@ -192,10 +192,12 @@ async fn change_feed_is_ordered_and_kept_for_resume() {
             (Some(Status::Waiting), Some(Status::Running), false),
             (Some(Status::Waiting), Some(Status::Running), true),
             (Some(Status::Running), Some(Status::Aborted), false),
+            // The queue's end closes its running task in the same commit, and says so.
+            (Some(Status::Running), Some(Status::Aborted), true),
             (Some(Status::Aborted), None, false),
         ]
     );
-    assert_eq!(store.latest_seq(), seqs[4]);
+    assert_eq!(store.latest_seq(), seqs[5]);
     let after = store.events_after(seqs[1]).await.unwrap();
     assert!(after.complete);
     assert_eq!(after.changes, got[2..].to_vec());
@@ -233,7 +235,16 @@ async fn test_results_and_recovery_after_a_crash() {
     {
         // The crash left both running: attempt 1 of 2 → re-queued as attempt 2 with fresh tasks.
         let store = open(&dir);
+        let before = store.latest_seq();
         assert_eq!(store.recover(2).await.unwrap().len(), 2);
+        // The re-queue restarts the running task, and the change feed says so.
+        let changes = store.events_after(before).await.unwrap().changes;
+        assert!(
+            changes.iter().any(|c| c.queue == id("a")
+                && c.task.as_ref() == Some(&task)
+                && (c.from, c.to) == (Some(Status::Running), Some(Status::Waiting))),
+            "{changes:?}"
+        );
         let a = store.get(&id("a")).await.unwrap().unwrap();
         assert_eq!((a.queue.status, a.queue.attempt), (Status::Waiting, 2));
         assert!(a.tasks[0].tests.is_empty());
@@ -243,12 +254,22 @@ async fn test_results_and_recovery_after_a_crash() {
         store.close().await;
     }
     let store = open(&dir);
+    let before = store.latest_seq();
     store.recover(2).await.unwrap();
+    let changes = store.events_after(before).await.unwrap().changes;
     for name in ["a", "b"] {
         let q = store.get(&id(name)).await.unwrap().unwrap();
         assert_eq!((q.queue.status, q.queue.attempt), (Status::Error, 2));
         assert_eq!(q.queue.error.as_deref(), Some("interrupted"));
         assert!(q.tasks.iter().all(|t| t.status.is_terminal()));
+        assert_eq!(q.tasks[0].error.as_deref(), Some("interrupted"));
+        // Every task change of the recovery is in the change feed, through the transitions.
+        assert!(
+            changes.iter().any(|c| c.queue == id(name)
+                && c.task.is_some()
+                && (c.from, c.to) == (Some(Status::Waiting), Some(Status::Skipped))),
+            "{changes:?}"
+        );
     }
 }
 

@@ -1,0 +1,92 @@
+//! The one way the worker ends a queue: the final state is worked out first (the queue's
+//! status and its tasks closed by the model's rule), its reports are written from it, and only
+//! then is it committed, in one store write that closes the tasks the same way. So when a
+//! client sees the final status, the reports are there. Used by the end of a run, the panic
+//! path, and an abort of a waiting queue.
+
+use std::time::Duration;
+
+use crate::config::queue_dir;
+use crate::model::{Queue, QueueId, Status, Task, close_tasks, now_millis};
+use crate::report::ReportError;
+use crate::state::AppState;
+use crate::store::StoreError;
+
+/// Writes the reports `queue` will have once it ends `to`, then commits that end; retries a
+/// storage error a few times (a queue must not stay `running`; the next start's recovery is the
+/// last resort).
+pub async fn end_queue(
+    state: &AppState,
+    id: &QueueId,
+    to: Status,
+    error: Option<String>,
+) -> Result<Queue, StoreError> {
+    write_final_reports(state, id, to, error.clone()).await;
+    let mut attempt = 1u32;
+    loop {
+        match state.store.transition(id, to, error.clone()).await {
+            Err(StoreError::Other(e)) if attempt < 5 => {
+                tracing::warn!(queue = %id, error = %e, attempt, "cannot record the outcome; retrying");
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Aborts a queue that is still waiting: its reports first, then the commit, which happens
+/// only if it is still waiting. Returns the queue as it is then (`running` if it was claimed
+/// meanwhile: the run then ends it and writes its own reports).
+pub async fn abort_waiting(state: &AppState, id: &QueueId) -> Result<Queue, StoreError> {
+    if let Some(view) = state.store.get(id).await?
+        && view.queue.status == Status::Waiting
+    {
+        write_final_reports(
+            state,
+            id,
+            Status::Aborted,
+            Some("aborted before it started".into()),
+        )
+        .await;
+    }
+    state.store.abort_waiting(id).await
+}
+
+/// The reports of `id` as they will be once it ends `to`: the report of every task the end
+/// closes while it runs, and the queue's report.
+async fn write_final_reports(state: &AppState, id: &QueueId, to: Status, error: Option<String>) {
+    let Ok(Some(view)) = state.store.get(id).await else {
+        return;
+    };
+    let mut queue = view.queue;
+    let before: Vec<Status> = view.tasks.iter().map(|t| t.status).collect();
+    let mut tasks: Vec<Task> = view.tasks;
+    let now = now_millis();
+    let why = format!("queue ended {to} before this task finished");
+    if close_tasks(&mut tasks, to, &why, now).is_err() {
+        return;
+    }
+    queue.status = to;
+    if error.is_some() {
+        queue.error = error;
+    }
+    queue.finished_at = Some(now);
+    let dir = queue_dir(&state.config.root, id);
+    let reports = state.reports.clone();
+    let written = tokio::task::spawn_blocking(move || -> Result<(), ReportError> {
+        for (task, was) in tasks.iter().zip(before) {
+            if was == Status::Running {
+                let task_dir = dir.join("tasks").join(task.id.as_str());
+                reports.write_task(&task_dir, &queue, task)?;
+            }
+        }
+        reports.write_queue(&dir, &queue, &tasks)
+    })
+    .await;
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(queue = %id, error = %e, "cannot write the final reports"),
+        Err(e) => tracing::error!(queue = %id, error = %e, "writing the final reports failed"),
+    }
+}
