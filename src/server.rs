@@ -79,7 +79,12 @@ impl Server {
         if let (Some(statuses), Some(changes)) =
             (state.config.gitea.statuses.clone(), status_changes)
         {
-            tracker.spawn(crate::statuses::run(state.clone(), statuses, changes));
+            tracker.spawn(crate::statuses::run(
+                state.config.gitea.clone(),
+                statuses,
+                changes,
+                state.shutdown.clone(),
+            ));
         }
         let app = api::router(state.clone());
         let stop = shutdown.clone();

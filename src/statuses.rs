@@ -15,10 +15,10 @@
 use std::time::Duration;
 
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{GiteaConfig, StatusConfig};
 use crate::model::{Queue, Status};
-use crate::state::AppState;
 use crate::store::Follower;
 
 /// Where a queue's status goes: `POST {url}/api/v1/repos/{owner}/{repo}/statuses/{sha}`.
@@ -105,8 +105,14 @@ pub fn status(config: &StatusConfig, queue: &Queue) -> CommitStatus {
     }
 }
 
-/// Follows the change feed until shutdown, posting a status for every queue state change.
-pub async fn run(state: AppState, config: StatusConfig, mut changes: Follower) {
+/// Follows the change feed until `shutdown`, posting a status for every queue state change of
+/// a queue that `gitea` says gets one.
+pub async fn run(
+    gitea: GiteaConfig,
+    config: StatusConfig,
+    mut changes: Follower,
+    shutdown: CancellationToken,
+) {
     let client = match crate::http_client()
         .timeout(Duration::from_secs(10))
         .build()
@@ -119,19 +125,19 @@ pub async fn run(state: AppState, config: StatusConfig, mut changes: Follower) {
     };
     loop {
         let change = tokio::select! {
-            () = state.shutdown.cancelled() => return,
+            () = shutdown.cancelled() => return,
             change = changes.next_queue(|_| true) => change,
         };
         // The queue in the status of the change, not a later one it may already be in.
         let Some(queue) = change else {
             return;
         };
-        let Some(target) = target(&state.config.gitea, &config, &queue) else {
+        let Some(target) = target(&gitea, &config, &queue) else {
             continue;
         };
         let body = status(&config, &queue);
         tokio::select! {
-            () = state.shutdown.cancelled() => return,
+            () = shutdown.cancelled() => return,
             () = post(&client, &config, &target, &body, &queue) => {}
         }
     }
