@@ -16,6 +16,8 @@
 mod actor;
 mod codec;
 mod follow;
+#[cfg(test)]
+mod golden_tests;
 mod ids;
 mod init;
 mod reads;

@@ -1,5 +1,6 @@
 //! The one integration-test binary: every test gets its own temporary root.
 
+mod api_examples;
 mod api_queues;
 mod cli;
 mod console_socket;
