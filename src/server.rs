@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -11,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api;
-use crate::config::Config;
+use crate::config::{Config, SandboxMode};
+use crate::exec::{Bwrap, Executor, Unavailable, Unconfined};
 use crate::logs::LogHub;
 use crate::metrics::Metrics;
 use crate::model::Status;
@@ -57,7 +59,7 @@ impl Server {
         let shutdown = CancellationToken::new();
         let sandbox = {
             let config = config.clone();
-            tokio::task::spawn_blocking(move || crate::exec::executor_from_config(&config)).await?
+            tokio::task::spawn_blocking(move || executor(&config)).await?
         };
         let state = AppState {
             sandbox,
@@ -146,4 +148,51 @@ pub async fn run(
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     server.stop().await;
     Ok(())
+}
+
+/// The executor `[sandbox]` asks for (all repository code runs through it), with its problem,
+/// if any, logged once.
+fn executor(config: &Config) -> Arc<dyn Executor> {
+    match config.sandbox.mode {
+        SandboxMode::None => {
+            tracing::warn!(
+                "[sandbox] mode = \"none\": repository code (build, simulate, <run> steps) runs \
+                 unconfined as this server's user; use it only for repositories you trust"
+            );
+            Arc::new(Unconfined)
+        }
+        SandboxMode::Bwrap => match Bwrap::detect(&config.sandbox.program, hidden_paths(config)) {
+            Ok(bwrap) => Arc::new(bwrap),
+            Err(reason) => {
+                tracing::error!("{reason}; every queue will end `error` until then");
+                Arc::new(Unavailable { reason })
+            }
+        },
+    }
+}
+
+/// What a sandboxed command must not see: the data root, the files the configuration and its
+/// secrets came from, and the server user's credentials for git and ssh.
+fn hidden_paths(config: &Config) -> Vec<PathBuf> {
+    let absolute = |p: &Path| {
+        std::path::absolute(p)
+            .map(|p| p.canonicalize().unwrap_or(p))
+            .unwrap_or_else(|_| p.to_owned())
+    };
+    let mut hidden = vec![absolute(&config.root)];
+    hidden.extend(config.private_files.iter().map(|p| absolute(p)));
+    if let Some(home) = std::env::var_os("HOME") {
+        let home = PathBuf::from(home);
+        for name in [
+            ".ssh",
+            ".gnupg",
+            ".git-credentials",
+            ".netrc",
+            ".config/git",
+            ".docker",
+        ] {
+            hidden.push(home.join(name));
+        }
+    }
+    hidden
 }

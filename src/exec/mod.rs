@@ -44,10 +44,7 @@ pub use exit::Exit;
 pub use group::become_subreaper;
 pub use lines::{Line, Stream};
 pub use run::{Ending, Limits, run};
-pub use sandbox::{
-    Bwrap, Confinement, Executor, SandboxError, Unavailable, Unconfined,
-    from_config as executor_from_config,
-};
+pub use sandbox::{Bwrap, Confinement, Executor, SandboxError, Unavailable, Unconfined};
 pub use spec::Spec;
 
 use std::time::Duration;

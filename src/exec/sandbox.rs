@@ -15,7 +15,6 @@
 use std::ffi::OsStr;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use super::Spec;
 
@@ -69,7 +68,7 @@ impl Executor for Unconfined {
 /// The sandbox cannot run here; every command is refused with `reason`.
 #[derive(Debug)]
 pub struct Unavailable {
-    reason: String,
+    pub reason: String,
 }
 
 impl Executor for Unavailable {
@@ -213,53 +212,6 @@ impl Executor for Bwrap {
     fn name(&self) -> &'static str {
         "bwrap"
     }
-}
-
-/// The executor `[sandbox]` asks for, with its problems logged once.
-pub fn from_config(config: &crate::config::Config) -> Arc<dyn Executor> {
-    use crate::config::SandboxMode;
-    match config.sandbox.mode {
-        SandboxMode::None => {
-            tracing::warn!(
-                "[sandbox] mode = \"none\": repository code (build, simulate, <run> steps) runs \
-                 unconfined as this server's user; use it only for repositories you trust"
-            );
-            Arc::new(Unconfined)
-        }
-        SandboxMode::Bwrap => match Bwrap::detect(&config.sandbox.program, hidden_paths(config)) {
-            Ok(bwrap) => Arc::new(bwrap),
-            Err(reason) => {
-                tracing::error!("{reason}; every queue will end `error` until then");
-                Arc::new(Unavailable { reason })
-            }
-        },
-    }
-}
-
-/// What a sandboxed command must not see: the data root, the files the configuration and its
-/// secrets came from, and the server user's credentials for git and ssh.
-fn hidden_paths(config: &crate::config::Config) -> Vec<PathBuf> {
-    let absolute = |p: &Path| {
-        std::path::absolute(p)
-            .map(|p| p.canonicalize().unwrap_or(p))
-            .unwrap_or_else(|_| p.to_owned())
-    };
-    let mut hidden = vec![absolute(&config.root)];
-    hidden.extend(config.private_files.iter().map(|p| absolute(p)));
-    if let Some(home) = std::env::var_os("HOME") {
-        let home = PathBuf::from(home);
-        for name in [
-            ".ssh",
-            ".gnupg",
-            ".git-credentials",
-            ".netrc",
-            ".config/git",
-            ".docker",
-        ] {
-            hidden.push(home.join(name));
-        }
-    }
-    hidden
 }
 
 #[cfg(test)]

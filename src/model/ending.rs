@@ -12,6 +12,19 @@ pub struct TaskChange {
     pub to: Status,
 }
 
+/// The queue's error when it is aborted before a run claimed it.
+pub const ABORTED_WAITING: &str = "aborted before it started";
+
+/// Why a task was closed when its queue ended `outcome` (`waiting_abort`: aborted before it
+/// ever ran).
+pub fn close_reason(outcome: Status, waiting_abort: bool) -> String {
+    if waiting_abort {
+        "the queue was aborted before it started".to_owned()
+    } else {
+        format!("queue ended {outcome} before this task finished")
+    }
+}
+
 /// What an open task becomes when its queue ends `outcome`; `None` for a task that is done.
 /// A running task shares an abort or a timeout and is otherwise `error` (it could not finish);
 /// a task that never started is `skipped`.

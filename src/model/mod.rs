@@ -480,7 +480,9 @@ pub struct TranscriptLine {
 }
 
 mod ending;
-pub use ending::{TaskChange, close_tasks, closed_status, restart_tasks};
+pub use ending::{
+    ABORTED_WAITING, TaskChange, close_reason, close_tasks, closed_status, restart_tasks,
+};
 
 #[cfg(test)]
 mod tests;

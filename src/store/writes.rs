@@ -165,8 +165,7 @@ pub(super) fn transition(
     to: Status,
     error: Option<String>,
 ) -> Result<Queue, StoreError> {
-    let why = format!("queue ended {to} before this task finished");
-    end(b, id, to, error, &why)
+    end(b, id, to, error, &crate::model::close_reason(to, false))
 }
 
 /// The one way a queue ends (and the one way it goes back to `waiting`): its status through
@@ -241,8 +240,8 @@ pub(super) fn abort_waiting(b: &mut Batch<'_>, id: &QueueId) -> Result<Queue, St
             b,
             id,
             Status::Aborted,
-            Some("aborted before it started".into()),
-            "the queue was aborted before it started",
+            Some(crate::model::ABORTED_WAITING.into()),
+            &crate::model::close_reason(Status::Aborted, true),
         ),
         Status::Running => Ok(q),
         s => Err(StoreError::Conflict(format!(

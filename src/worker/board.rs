@@ -335,11 +335,7 @@ impl Host for ShellHost {
     ) -> HostOutcome {
         let mut spec = Spec::shell(command, &self.cwd);
         spec.env = self.env.clone();
-        let confinement = exec::Confinement {
-            writable: vec![self.cwd.clone()],
-            network: false,
-        };
-        let spec = match self.sandbox.confine(spec, &confinement) {
+        let spec = match super::step::repo_command(&*self.sandbox, spec, &self.cwd, false) {
             Ok(spec) => spec,
             Err(e) => return HostOutcome::Error(e.to_string()),
         };

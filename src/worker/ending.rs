@@ -7,12 +7,14 @@
 use std::time::Duration;
 
 use crate::config::queue_dir;
-use crate::model::{Queue, QueueId, Status, Task, close_tasks, now_millis};
+use crate::model::{
+    ABORTED_WAITING, Queue, QueueId, Status, close_reason, close_tasks, now_millis,
+};
 use crate::report::ReportError;
 use crate::state::AppState;
-use crate::store::StoreError;
+use crate::store::{QueueView, StoreError};
 
-/// Writes the reports `queue` will have once it ends `to`, then commits that end; retries a
+/// Writes the reports the queue will have once it ends `to`, then commits that end; retries a
 /// storage error a few times (a queue must not stay `running`; the next start's recovery is the
 /// last resort).
 pub async fn end_queue(
@@ -21,7 +23,9 @@ pub async fn end_queue(
     to: Status,
     error: Option<String>,
 ) -> Result<Queue, StoreError> {
-    write_final_reports(state, id, to, error.clone()).await;
+    if let Ok(Some(view)) = state.store.get(id).await {
+        write_final_reports(state, view, to, error.clone(), &close_reason(to, false)).await;
+    }
     let mut attempt = 1u32;
     loop {
         match state.store.transition(id, to, error.clone()).await {
@@ -42,29 +46,30 @@ pub async fn abort_waiting(state: &AppState, id: &QueueId) -> Result<Queue, Stor
     if let Some(view) = state.store.get(id).await?
         && view.queue.status == Status::Waiting
     {
-        write_final_reports(
-            state,
-            id,
-            Status::Aborted,
-            Some("aborted before it started".into()),
-        )
-        .await;
+        let why = close_reason(Status::Aborted, true);
+        let error = Some(ABORTED_WAITING.to_owned());
+        write_final_reports(state, view, Status::Aborted, error, &why).await;
     }
     state.store.abort_waiting(id).await
 }
 
-/// The reports of `id` as they will be once it ends `to`: the report of every task the end
-/// closes while it runs, and the queue's report.
-async fn write_final_reports(state: &AppState, id: &QueueId, to: Status, error: Option<String>) {
-    let Ok(Some(view)) = state.store.get(id).await else {
-        return;
-    };
-    let mut queue = view.queue;
-    let before: Vec<Status> = view.tasks.iter().map(|t| t.status).collect();
-    let mut tasks: Vec<Task> = view.tasks;
+/// The reports of the queue in `view` as they will be once it ends `to` (its tasks closed
+/// with `why`, as the store will close them): the report of every task the end closes while
+/// it runs, and the queue's report.
+async fn write_final_reports(
+    state: &AppState,
+    view: QueueView,
+    to: Status,
+    error: Option<String>,
+    why: &str,
+) {
+    let QueueView {
+        mut queue,
+        mut tasks,
+    } = view;
+    let before: Vec<Status> = tasks.iter().map(|t| t.status).collect();
     let now = now_millis();
-    let why = format!("queue ended {to} before this task finished");
-    if close_tasks(&mut tasks, to, &why, now).is_err() {
+    if close_tasks(&mut tasks, to, why, now).is_err() {
         return;
     }
     queue.status = to;
@@ -72,7 +77,8 @@ async fn write_final_reports(state: &AppState, id: &QueueId, to: Status, error: 
         queue.error = error;
     }
     queue.finished_at = Some(now);
-    let dir = queue_dir(&state.config.root, id);
+    let id = queue.id.clone();
+    let dir = queue_dir(&state.config.root, &id);
     let reports = state.reports.clone();
     let written = tokio::task::spawn_blocking(move || -> Result<(), ReportError> {
         for (task, was) in tasks.iter().zip(before) {

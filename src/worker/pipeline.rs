@@ -206,7 +206,8 @@ async fn build(
 ) -> Result<(), StepError> {
     let mut spec = Spec::new(env.build.clone(), repo_dir);
     spec.env = command_env(queue, env, repo_dir);
-    let spec = repo_command(ctx.state, spec, repo_dir, env.build_network)?;
+    let spec = repo_command(&*ctx.state.sandbox, spec, repo_dir, env.build_network)
+        .map_err(|e| StepError::Error(e.to_string()))?;
     match ctx.run(&spec, Some(env.build_timeout), |_| {}).await? {
         Ending::Exited(exit) if exit.success() => Ok(()),
         Ending::Exited(exit) => Err(StepError::Error(format!("build failed ({exit})"))),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Environment;
-use crate::exec::{self, Confinement, Ending, Limits, Line, Spec};
+use crate::exec::{self, Confinement, Ending, Executor, Limits, Line, SandboxError, Spec};
 use crate::logs::LogWriter;
 use crate::model::Queue;
 use crate::state::AppState;
@@ -109,17 +109,14 @@ pub fn command_env(queue: &Queue, env: &Environment, repo_dir: &Path) -> Vec<(St
 /// A command from the repository, run in `repo_dir` as the sandbox says: only the checkout
 /// writable, the network only when `network`.
 pub fn repo_command(
-    state: &AppState,
+    sandbox: &dyn Executor,
     spec: Spec,
     repo_dir: &Path,
     network: bool,
-) -> Result<Spec, StepError> {
+) -> Result<Spec, SandboxError> {
     let confinement = Confinement {
         writable: vec![repo_dir.to_owned()],
         network,
     };
-    state
-        .sandbox
-        .confine(spec, &confinement)
-        .map_err(|e| StepError::Error(e.to_string()))
+    sandbox.confine(spec, &confinement)
 }

@@ -121,13 +121,12 @@ pub async fn run_task(
     spec.env = command_env(queue, env, repo_dir);
     // A tcp: console is reached in the host's network namespace; nothing else gets a network.
     let network = matches!(env.console, ConsoleKind::Tcp(_));
-    let spec = match repo_command(state, spec, repo_dir, network) {
+    let spec = match repo_command(&*state.sandbox, spec, repo_dir, network) {
         Ok(spec) => spec,
-        Err(StepError::Error(why)) => {
-            let why = format!("cannot start the simulator: {why}");
+        Err(e) => {
+            let why = format!("cannot start the simulator: {e}");
             return end_task(ctx, queue, task, &task_dir, Status::Error, Some(why)).await;
         }
-        Err(StepError::Cancelled) => return Err(StepError::Cancelled),
     };
     ctx.log
         .line(&marker("step", &format!("boot:{name}"), "started"));
