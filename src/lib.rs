@@ -3,6 +3,7 @@
 //!
 //! - `client`   the command-line client of a running server (enqueue, status, logs -f, …)
 //! - `config`   typed configuration: built-in defaults, TOML file, `TESTARENA_*` overrides
+//! - `layout`   every path under the data root
 //! - `model`    queues, tasks, test results, statuses and the state machine (pure)
 //! - `store`    the redb store: tables, codec, store actor, change feed
 //! - `exec`     subprocess supervision: process groups, line reading, timeouts, kill tree
@@ -21,6 +22,7 @@ pub mod client;
 pub mod config;
 pub mod exec;
 pub mod hooks;
+pub mod layout;
 pub mod logs;
 pub mod metrics;
 pub mod model;

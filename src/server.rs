@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::api;
 use crate::config::{Config, SandboxMode};
 use crate::exec::{Bwrap, Executor, Unavailable, Unconfined};
+use crate::layout::Layout;
 use crate::logs::LogHub;
 use crate::metrics::Metrics;
 use crate::model::Status;
@@ -32,7 +33,7 @@ pub struct Server {
 /// Creates the data root or says which setting to change.
 fn prepare_root(config: &Config) -> anyhow::Result<()> {
     let root = &config.root;
-    std::fs::create_dir_all(root.join("queues")).with_context(|| {
+    std::fs::create_dir_all(Layout::new(root).queues()).with_context(|| {
         format!(
             "cannot create the data root {}: choose a writable directory with --root or TESTARENA_ROOT",
             root.display()
@@ -44,7 +45,7 @@ impl Server {
     /// Opens everything and starts serving on `listener`.
     pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
         prepare_root(&config)?;
-        let db_path = config.root.join("testarena.redb");
+        let db_path = Layout::new(&config.root).store();
         let store = tokio::task::spawn_blocking(move || Store::open(&db_path))
             .await?
             .context("cannot open the store")?;

@@ -3,7 +3,7 @@
 //! symlinks and secrets its build may have written included.
 //!
 //! The path is checked component by component before it touches the filesystem (no empty, `.`
-//! or `..` component, no NUL, no backslash), its first component must be one of [`SERVED`], then
+//! or `..` component, no NUL, no backslash), its first component must be one of [`crate::layout::SERVED`], then
 //! it is resolved and canonicalized: a symlink that leads outside the queue's directory is
 //! refused. Every response says `nosniff` and carries a sandboxing content security policy,
 //! because a test's log may hold any HTML.
@@ -24,9 +24,6 @@ use crate::model::QueueId;
 /// Scripts never run in a served file; inline styles (our reports) and local images do.
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; sandbox";
 
-/// The first component of every path served: the queue's log and reports.
-pub const SERVED: &[&str] = &["report.html", "queue.log", "tasks"];
-
 /// Bytes read per chunk when streaming a file.
 const CHUNK: usize = 64 * 1024;
 
@@ -38,7 +35,7 @@ pub async fn serve_file(
         .map_err(|e| ApiError::bad_request("invalid_id", e.to_string(), Some("id")))?;
     let parts =
         check_path(&path).map_err(|m| ApiError::bad_request("invalid_path", m, Some("path")))?;
-    if !SERVED.contains(&parts[0]) {
+    if !crate::layout::SERVED.contains(&parts[0]) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -47,7 +44,10 @@ pub async fn serve_file(
             ),
         ));
     }
-    let queue_dir = state.config.root.join("queues").join(id.as_str());
+    let queue_dir = crate::layout::Layout::new(&state.config.root)
+        .queue(&id)
+        .path()
+        .to_owned();
     let file = resolve(&queue_dir, &parts).await?;
     serve(&file).await
 }

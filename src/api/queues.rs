@@ -224,7 +224,10 @@ pub async fn delete(
         Err(e) => return Err(e),
     }
     state.store.delete(&id).await?;
-    let dir = crate::config::queue_dir(&state.config.root, &id);
+    let dir = crate::layout::Layout::new(&state.config.root)
+        .queue(&id)
+        .path()
+        .to_owned();
     let removed = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),

@@ -572,10 +572,5 @@ fn child_env(
     Ok(env)
 }
 
-/// The queue directory of `id` under `root`.
-pub fn queue_dir(root: &Path, id: &crate::model::QueueId) -> PathBuf {
-    root.join("queues").join(id.as_str())
-}
-
 #[cfg(test)]
 mod tests;

@@ -88,11 +88,7 @@ impl LogHub {
 
     /// Where a queue's log is (it may not exist yet).
     pub fn path(&self, id: &QueueId) -> PathBuf {
-        self.inner
-            .root
-            .join("queues")
-            .join(id.as_str())
-            .join("queue.log")
+        crate::layout::Layout::new(&self.inner.root).queue(id).log()
     }
 
     /// Opens the queue's log for appending, creating its directory. A re-run appends to the same

@@ -129,9 +129,10 @@ impl Reports {
         queue: &Queue,
         tasks: &[Task],
     ) -> Result<(), ReportError> {
+        let dir = crate::layout::QueueDir::at(queue_dir);
         let task_views: Vec<_> = tasks
             .iter()
-            .map(|t| view::task(t, &queue_dir.join("tasks").join(t.id.as_str())))
+            .map(|t| view::task(t, &dir.task(t.id.as_str())))
             .collect();
         let html = self.render(
             "queue_report.html",
@@ -139,10 +140,10 @@ impl Reports {
                 queue => view::queue(queue),
                 tasks => task_views,
                 counts => view::total_counts(tasks),
-                has_log => queue_dir.join("queue.log").is_file(),
+                has_log => dir.log().is_file(),
             },
         )?;
-        write(&queue_dir.join("report.html"), html.as_bytes())
+        write(&dir.report(), html.as_bytes())
     }
 
     fn render(&self, name: &str, ctx: minijinja::Value) -> Result<String, ReportError> {

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::config::queue_dir;
+use crate::layout::Layout;
 use crate::model::{
     ABORTED_WAITING, Queue, QueueId, Status, close_reason, close_tasks, now_millis,
 };
@@ -78,16 +78,15 @@ async fn write_final_reports(
     }
     queue.finished_at = Some(now);
     let id = queue.id.clone();
-    let dir = queue_dir(&state.config.root, &id);
+    let dir = Layout::new(&state.config.root).queue(&id);
     let reports = state.reports.clone();
     let written = tokio::task::spawn_blocking(move || -> Result<(), ReportError> {
         for (task, was) in tasks.iter().zip(before) {
             if was == Status::Running {
-                let task_dir = dir.join("tasks").join(task.id.as_str());
-                reports.write_task(&task_dir, &queue, task)?;
+                reports.write_task(&dir.task(task.id.as_str()), &queue, task)?;
             }
         }
-        reports.write_queue(&dir, &queue, &tasks)
+        reports.write_queue(dir.path(), &queue, &tasks)
     })
     .await;
     match written {

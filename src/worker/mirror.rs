@@ -20,7 +20,7 @@ pub struct Mirrors {
 impl Mirrors {
     pub fn new(root: &Path) -> Mirrors {
         Mirrors {
-            dir: root.join("cache").join("git"),
+            dir: crate::layout::Layout::new(root).mirrors(),
             locks: Arc::default(),
         }
     }

@@ -16,8 +16,9 @@ use super::checkout;
 use super::mirror::Mirrors;
 use super::step::{StepCtx, StepError, command_env, repo_command};
 use super::tasks;
-use crate::config::{Environment, queue_dir};
+use crate::config::Environment;
 use crate::exec::{Ending, Spec};
+use crate::layout::Layout;
 use crate::logs::{LogWriter, marker};
 use crate::model::{Queue, Status};
 use crate::state::AppState;
@@ -137,8 +138,8 @@ async fn steps(
     if let Some(reason) = state.sandbox.unavailable() {
         return Err(StepError::Error(reason.to_owned()));
     }
-    let dir = queue_dir(&state.config.root, &queue.id);
-    let repo_dir = dir.join("repo");
+    let dir = Layout::new(&state.config.root).queue(&queue.id);
+    let repo_dir = dir.checkout();
 
     step(
         &ctx,

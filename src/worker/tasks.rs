@@ -9,8 +9,9 @@ use tokio::sync::mpsc;
 
 use super::board::{Board, BootError, BootSpec, ShellHost};
 use super::step::{StepCtx, StepError, command_env, repo_command};
-use crate::config::{ConsoleKind, Environment, queue_dir};
+use crate::config::{ConsoleKind, Environment};
 use crate::exec::Spec;
+use crate::layout::{Layout, QueueDir};
 use crate::logs::{LogWriter, marker};
 use crate::model::{Queue, Status, Task, TestResult, TranscriptLine};
 use crate::scenario::{self, Observer, Scenario};
@@ -91,12 +92,12 @@ pub async fn run_task(
     queue: &Queue,
     env: &Environment,
     repo_dir: &Path,
-    queue_dir: &Path,
+    queue_dir: &QueueDir,
     prepared: &Prepared,
 ) -> Result<Status, StepError> {
     let state = ctx.state;
     let task = &prepared.task;
-    let task_dir = queue_dir.join("tasks").join(task.id.as_str());
+    let task_dir = queue_dir.task(task.id.as_str());
     let name = task.id.as_str();
     set_status(state, queue, task, Status::Running, None).await;
     ctx.log.line(&marker(
@@ -267,10 +268,11 @@ pub async fn write_queue_report(state: &AppState, queue: &Queue) {
     let Ok(Some(view)) = state.store.get(&queue.id).await else {
         return;
     };
-    let dir = queue_dir(&state.config.root, &queue.id);
+    let dir = Layout::new(&state.config.root).queue(&queue.id);
     let (reports, queue) = (state.reports.clone(), queue.clone());
     let written =
-        tokio::task::spawn_blocking(move || reports.write_queue(&dir, &queue, &view.tasks)).await;
+        tokio::task::spawn_blocking(move || reports.write_queue(dir.path(), &queue, &view.tasks))
+            .await;
     if let Ok(Err(e)) = written {
         tracing::error!(error = %e, "cannot write the queue report");
     }

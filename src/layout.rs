@@ -1,0 +1,114 @@
+//! The data root's layout: every path under it is named here, and only here.
+//!
+//! ```text
+//! <root>/testarena.redb                 the store
+//! <root>/cache/git/<mirror>             one git mirror per repository
+//! <root>/queues/<id>/queue.log          the queue's live log
+//! <root>/queues/<id>/report.html        the queue's report
+//! <root>/queues/<id>/repo/              the checkout (never served)
+//! <root>/queues/<id>/tasks/<task>/      a task's reports and logs
+//! ```
+//!
+//! Pure path arithmetic: nothing here touches the filesystem.
+
+use std::path::{Path, PathBuf};
+
+use crate::model::QueueId;
+
+/// The names under a queue's directory that `GET /queues/{id}/files/…` serves.
+pub const SERVED: &[&str] = &[QUEUE_REPORT, QUEUE_LOG, TASKS];
+
+const STORE: &str = "testarena.redb";
+const QUEUES: &str = "queues";
+const QUEUE_LOG: &str = "queue.log";
+const QUEUE_REPORT: &str = "report.html";
+const CHECKOUT: &str = "repo";
+const TASKS: &str = "tasks";
+
+/// The data root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: impl Into<PathBuf>) -> Layout {
+        Layout { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The redb file.
+    pub fn store(&self) -> PathBuf {
+        self.root.join(STORE)
+    }
+
+    /// Where every queue's directory is.
+    pub fn queues(&self) -> PathBuf {
+        self.root.join(QUEUES)
+    }
+
+    /// Where the git mirrors are.
+    pub fn mirrors(&self) -> PathBuf {
+        self.root.join("cache").join("git")
+    }
+
+    /// The directory of queue `id`.
+    pub fn queue(&self, id: &QueueId) -> QueueDir {
+        QueueDir(self.queues().join(id.as_str()))
+    }
+}
+
+/// A queue's directory and what is in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDir(PathBuf);
+
+impl QueueDir {
+    /// A queue directory at `path` (for code handed a directory, such as the report writer).
+    pub fn at(path: impl Into<PathBuf>) -> QueueDir {
+        QueueDir(path.into())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn log(&self) -> PathBuf {
+        self.0.join(QUEUE_LOG)
+    }
+
+    pub fn report(&self) -> PathBuf {
+        self.0.join(QUEUE_REPORT)
+    }
+
+    /// The checkout.
+    pub fn checkout(&self) -> PathBuf {
+        self.0.join(CHECKOUT)
+    }
+
+    /// The directory of task `task` (its reports and logs).
+    pub fn task(&self, task: &str) -> PathBuf {
+        self.0.join(TASKS).join(task)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_path_is_under_the_root_as_documented() {
+        let l = Layout::new("/data");
+        let q = l.queue(&QueueId::parse("q1").unwrap());
+        assert_eq!(l.store(), Path::new("/data/testarena.redb"));
+        assert_eq!(l.mirrors(), Path::new("/data/cache/git"));
+        assert_eq!(q.path(), Path::new("/data/queues/q1"));
+        assert_eq!(q.log(), Path::new("/data/queues/q1/queue.log"));
+        assert_eq!(q.report(), Path::new("/data/queues/q1/report.html"));
+        assert_eq!(q.checkout(), Path::new("/data/queues/q1/repo"));
+        assert_eq!(q.task("smoke"), Path::new("/data/queues/q1/tasks/smoke"));
+        assert!(!SERVED.contains(&CHECKOUT));
+    }
+}
