@@ -176,9 +176,9 @@ impl Client {
                 for event in parser.push(&chunk) {
                     match event.event.as_str() {
                         "end" => {
-                            let v: Value =
-                                serde_json::from_str(&event.data.join("\n")).unwrap_or(Value::Null);
-                            return Ok(v["status"].as_str().map(str::to_owned));
+                            let end: Option<crate::wire::LogEnd> =
+                                serde_json::from_str(&event.data.join("\n")).ok();
+                            return Ok(end.map(|e| e.status.to_string()));
                         }
                         _ => {
                             for line in &event.data {

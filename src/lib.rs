@@ -15,6 +15,7 @@
 //! - `report`   per-test HTML logs, task and queue reports, JUnit XML, summary JSON
 //! - `api`      axum router: REST, SSE, dashboard pages, errors
 //! - `statuses` Gitea commit statuses, posted as queues change
+//! - `wire`     the API's records, shared by the server, the pages and the client
 //! - `server`   wiring: open the store, start the worker, serve until shutdown
 
 pub mod api;
@@ -32,6 +33,7 @@ pub mod server;
 pub mod state;
 pub mod statuses;
 pub mod store;
+pub mod wire;
 pub mod worker;
 
 /// An HTTP client builder with TLS ready: rustls with the ring provider, installed once per

@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::error::ApiError;
-use super::queues::queue_json;
+use super::queues::queue_record;
 use super::validate;
 use super::validate::EnqueueBody;
 use crate::config::Config;
@@ -150,7 +150,7 @@ async fn enqueue(state: &AppState, wanted: Wanted, delivery: &str) -> Result<Res
     let duplicate = status == StatusCode::OK;
     tracing::info!(%delivery, queue = %id, why = %wanted.why, duplicate, "webhook delivery");
     let answer = json!({
-        "queue": queue_json(state, &queue, None),
+        "queue": queue_record(state, &queue, None),
         "why": wanted.why,
         "duplicate": duplicate,
         "delivery": delivery,

@@ -12,7 +12,6 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
@@ -165,7 +164,10 @@ impl Follow {
             // here (not a flag from an earlier `Idle`) also covers a run that came and went.
             if self.status.is_terminal() && self.follower.is_idle() {
                 self.done = true;
-                let data = json!({ "status": self.status }).to_string();
+                let end = crate::wire::LogEnd {
+                    status: self.status,
+                };
+                let data = serde_json::to_string(&end).unwrap_or_default();
                 return Some(frame("end", None, &data, std::mem::take(&mut self.first)));
             }
             tokio::select! {

@@ -23,7 +23,7 @@ use serde_json::json;
 use super::AppState;
 use super::error::ApiError;
 use super::files::check_path;
-use super::queues::queue_json;
+use super::queues::queue_record;
 use crate::model::{Millis, Queue, QueueId, Status, now_millis};
 use crate::report::{Counts, Reports};
 
@@ -136,7 +136,7 @@ pub async fn queue(
             &format!("There is no queue {id}: it may have been deleted."),
         );
     };
-    let mut q = queue_json(&state, &view.queue, Some(&view.tasks));
+    let mut q = page_json(queue_record(&state, &view.queue, Some(&view.tasks)));
     q["duration_ms"] = json!(duration_ms(&view.queue, now_millis()));
     for (task, value) in view.tasks.iter().zip(tasks_mut(&mut q)) {
         value["duration_ms"] = json!(span(task.started_at, task.finished_at));
@@ -223,9 +223,14 @@ fn queue_statuses() -> Vec<Status> {
 
 /// A list row: the queue's JSON plus its duration so far.
 fn row(state: &AppState, q: &Queue, now: Millis) -> serde_json::Value {
-    let mut v = queue_json(state, q, None);
+    let mut v = page_json(queue_record(state, q, None));
     v["duration_ms"] = json!(duration_ms(q, now));
     v
+}
+
+/// The record as JSON, for the page-only fields (durations, counts, links) laid over it.
+fn page_json(record: crate::wire::QueueRecord) -> serde_json::Value {
+    serde_json::to_value(record).unwrap_or(serde_json::Value::Null)
 }
 
 /// How long the queue ran, or has been running.

@@ -7,61 +7,28 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
 use super::json::ApiJson;
 use super::validate::{self, EnqueueBody, parse_id};
-use crate::model::{Queue, QueueId, Status, Task, rfc3339};
+use crate::model::{Queue, QueueId, Status, Task};
 use crate::store::{Enqueued, QueueView};
+use crate::wire::{QueuePage, QueueRecord};
 
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 500;
 
-/// The JSON of a queue; `tasks` only when given.
-pub fn queue_json(state: &AppState, q: &Queue, tasks: Option<&[Task]>) -> Value {
-    let r = &q.request;
-    let mut v = json!({
-        "id": q.id,
-        "status": q.status,
-        "repo": r.repo,
-        "branch": r.branch,
-        "commit": r.commit,
-        "environment": r.environment,
-        "scenarios": r.scenarios,
-        "priority": r.priority,
-        "created_at": rfc3339(q.created_at),
-        "started_at": q.started_at.map(rfc3339),
-        "finished_at": q.finished_at.map(rfc3339),
-        "attempt": q.attempt,
-        "error": q.error,
-    });
-    if q.status == Status::Waiting {
-        v["waiting_reason"] = json!(state.worker.waiting_reason(q, &state.config));
-    }
-    if let Some(tasks) = tasks {
-        v["tasks"] = tasks
-            .iter()
-            .map(|t| {
-                json!({
-                    "id": t.id,
-                    "scenario": t.scenario,
-                    "status": t.status,
-                    "error": t.error,
-                    "started_at": t.started_at.map(rfc3339),
-                    "finished_at": t.finished_at.map(rfc3339),
-                    "tests": t.tests,
-                })
-            })
-            .collect();
-    }
-    v
+/// A queue as the API shows it; `tasks` only when given.
+pub fn queue_record(state: &AppState, q: &Queue, tasks: Option<&[Task]>) -> QueueRecord {
+    let waiting_reason =
+        (q.status == Status::Waiting).then(|| state.worker.waiting_reason(q, &state.config));
+    QueueRecord::new(q, tasks, waiting_reason)
 }
 
-fn view_json(state: &AppState, view: &QueueView) -> Value {
-    queue_json(state, &view.queue, Some(&view.tasks))
+fn view_record(state: &AppState, view: &QueueView) -> QueueRecord {
+    queue_record(state, &view.queue, Some(&view.tasks))
 }
 
 pub async fn enqueue(
@@ -77,7 +44,7 @@ pub async fn enqueue(
         Enqueued::Existing(v) => (StatusCode::OK, v),
     };
     let location = format!("/api/queues/{}", view.queue.id);
-    let mut response = (status, Json(view_json(&state, &view))).into_response();
+    let mut response = (status, Json(view_record(&state, &view))).into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, v);
     }
@@ -87,7 +54,7 @@ pub async fn enqueue(
 pub async fn list(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<QueuePage>, ApiError> {
     let mut status = None;
     let mut limit = DEFAULT_LIMIT;
     let mut cursor = None;
@@ -131,34 +98,33 @@ pub async fn list(
         }
     }
     let page = state.store.list(status, limit, cursor).await?;
-    let items: Vec<Value> = page
-        .items
-        .iter()
-        .map(|q| queue_json(&state, q, None))
-        .collect();
-    Ok(Json(json!({
-        "items": items,
-        "next_cursor": page.next_cursor.map(|c| c.to_string()),
-    })))
+    Ok(Json(QueuePage {
+        items: page
+            .items
+            .iter()
+            .map(|q| queue_record(&state, q, None))
+            .collect(),
+        next_cursor: page.next_cursor.map(|c| c.to_string()),
+    }))
 }
 
 pub async fn get(
     State(state): State<AppState>,
     ApiPath(raw): ApiPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<QueueRecord>, ApiError> {
     let id = parse_id(&raw)?;
     let view = state
         .store
         .get(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("queue {id}")))?;
-    Ok(Json(view_json(&state, &view)))
+    Ok(Json(view_record(&state, &view)))
 }
 
 pub async fn abort(
     State(state): State<AppState>,
     ApiPath(raw): ApiPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<QueueRecord>, ApiError> {
     let id = parse_id(&raw)?;
     stop(&state, &id).await?;
     let view = state
@@ -166,7 +132,7 @@ pub async fn abort(
         .get(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("queue {id}")))?;
-    Ok(Json(view_json(&state, &view)))
+    Ok(Json(view_record(&state, &view)))
 }
 
 /// Aborts a waiting queue at once; stops a running one and waits until its processes are gone

@@ -1,0 +1,95 @@
+//! The API's records, typed once: what the server sends, the dashboard pages render, the
+//! client reads and the tests check. Fields are declared in alphabetical order, the order the
+//! JSON has always had; `tests/it/api_examples.rs` pins the shape.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Queue, Status, Task, TestResult, rfc3339};
+
+/// A queue as `GET /api/queues/{id}`, the listing, the enqueue answer and webhooks show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueRecord {
+    pub attempt: u32,
+    pub branch: Option<String>,
+    pub commit: Option<String>,
+    pub created_at: String,
+    pub environment: String,
+    pub error: Option<String>,
+    pub finished_at: Option<String>,
+    pub id: String,
+    pub priority: i32,
+    pub repo: String,
+    pub scenarios: Vec<String>,
+    pub started_at: Option<String>,
+    pub status: Status,
+    /// Only where the queue is shown with its tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<Vec<TaskRecord>>,
+    /// Only while it waits: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_reason: Option<String>,
+}
+
+/// One task of a queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub error: Option<String>,
+    pub finished_at: Option<String>,
+    pub id: String,
+    pub scenario: String,
+    pub started_at: Option<String>,
+    pub status: Status,
+    pub tests: Vec<TestResult>,
+}
+
+/// A page of `GET /api/queues`, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueuePage {
+    pub items: Vec<QueueRecord>,
+    /// Pass it back as `cursor` for the next page; none on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// The `end` event of a log stream: the queue's final status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEnd {
+    pub status: Status,
+}
+
+impl QueueRecord {
+    /// `q` as the API shows it; `tasks` when given, `waiting_reason` when it waits.
+    pub fn new(q: &Queue, tasks: Option<&[Task]>, waiting_reason: Option<String>) -> QueueRecord {
+        let r = &q.request;
+        QueueRecord {
+            attempt: q.attempt,
+            branch: r.branch.clone(),
+            commit: r.commit.clone(),
+            created_at: rfc3339(q.created_at),
+            environment: r.environment.clone(),
+            error: q.error.clone(),
+            finished_at: q.finished_at.map(rfc3339),
+            id: q.id.to_string(),
+            priority: r.priority,
+            repo: r.repo.clone(),
+            scenarios: r.scenarios.clone(),
+            started_at: q.started_at.map(rfc3339),
+            status: q.status,
+            tasks: tasks.map(|ts| ts.iter().map(TaskRecord::new).collect()),
+            waiting_reason: waiting_reason.filter(|_| q.status == Status::Waiting),
+        }
+    }
+}
+
+impl TaskRecord {
+    pub fn new(t: &Task) -> TaskRecord {
+        TaskRecord {
+            error: t.error.clone(),
+            finished_at: t.finished_at.map(rfc3339),
+            id: t.id.to_string(),
+            scenario: t.scenario.clone(),
+            started_at: t.started_at.map(rfc3339),
+            status: t.status,
+            tests: t.tests.clone(),
+        }
+    }
+}
