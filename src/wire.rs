@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Queue, Status, Task, TestResult, rfc3339};
+use crate::model::{Change, Millis, Queue, Status, Task, TestResult, rfc3339};
 
 /// A queue as `GET /api/queues/{id}`, the listing, the enqueue answer and webhooks show it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +54,53 @@ pub struct QueuePage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogEnd {
     pub status: Status,
+}
+
+/// A `change` event of `GET /api/events`: one committed state change of a queue or, with
+/// `task`, of one of its tasks. Fields in the order the stream has always sent them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeRecord {
+    /// The event id; resume after it with `Last-Event-ID` or `?from=`.
+    pub seq: u64,
+    pub queue: String,
+    pub task: Option<String>,
+    /// `None` when the queue or task was created.
+    pub from: Option<Status>,
+    /// `None` when the queue was deleted.
+    pub to: Option<Status>,
+    /// Milliseconds since the Unix epoch.
+    pub at: Millis,
+}
+
+/// A `reset` event of `GET /api/events`: the changes before `seq` are no longer kept; reload
+/// the state, then follow from there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResetRecord {
+    pub seq: u64,
+    pub message: String,
+}
+
+impl ChangeRecord {
+    pub fn new(c: &Change) -> ChangeRecord {
+        ChangeRecord {
+            seq: c.seq,
+            queue: c.queue.to_string(),
+            task: c.task.as_ref().map(ToString::to_string),
+            from: c.from,
+            to: c.to,
+            at: c.at,
+        }
+    }
+}
+
+impl ResetRecord {
+    pub fn new(seq: u64) -> ResetRecord {
+        ResetRecord {
+            seq,
+            message: "changes before this one are no longer kept: reload the state, then follow from here"
+                .to_owned(),
+        }
+    }
 }
 
 impl QueueRecord {

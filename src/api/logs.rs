@@ -12,8 +12,6 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::broadcast;
-use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tower_http::services::ServeFile;
 
@@ -23,8 +21,8 @@ use super::extract::{ApiPath, ApiQuery};
 use super::sse::{frame, resume_point, sse_response};
 use super::validate::parse_id;
 use crate::logs::{FollowError, FollowItem, LogFollower};
-use crate::model::{Change, QueueId, Status};
-use crate::store::Store;
+use crate::model::{QueueId, Status};
+use crate::store::{Feed, Follower, Store};
 
 /// The most lines `?tail=` returns.
 const MAX_TAIL: usize = 100_000;
@@ -110,8 +108,8 @@ pub async fn stream(
 ) -> Result<Response, ApiError> {
     let id = parse_id(&raw)?;
     let from = resume_point(&headers, &params, "byte offset")?.unwrap_or(0);
-    // Subscribe to the change feed before reading the status: no transition falls between.
-    let changes = state.store.subscribe();
+    // Follow the change feed from before reading the status: no transition falls between.
+    let changes = state.store.follow();
     let view = state
         .store
         .get(&id)
@@ -142,7 +140,7 @@ pub async fn stream(
 struct Follow {
     id: QueueId,
     follower: LogFollower,
-    changes: broadcast::Receiver<Change>,
+    changes: Follower,
     store: Store,
     /// The queue's status as last seen in the store.
     status: Status,
@@ -185,15 +183,13 @@ impl Follow {
                         return None;
                     }
                 },
-                received = self.changes.recv() => match received {
-                    Ok(change) if change.queue == self.id && change.task.is_none() => {
-                        match change.to {
-                            Some(to) => self.status = to,
-                            None => return None,
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(RecvError::Lagged(_)) => match self.store.get(&self.id).await {
+                feed = self.changes.next_of(&self.id) => match feed {
+                    Some(Feed::Change(change)) => match change.to {
+                        Some(to) => self.status = to,
+                        None => return None,
+                    },
+                    // Changes were missed: the store has the status now.
+                    Some(Feed::Reset { .. }) => match self.store.get(&self.id).await {
                         Ok(Some(view)) => self.status = view.queue.status,
                         Ok(None) => return None,
                         Err(e) => {
@@ -201,7 +197,7 @@ impl Follow {
                             return None;
                         }
                     },
-                    Err(RecvError::Closed) => return None,
+                    None => return None,
                 },
             }
         }

@@ -14,7 +14,7 @@ use super::extract::{ApiPath, ApiQuery};
 use super::json::ApiJson;
 use super::validate::{self, EnqueueBody, parse_id};
 use crate::model::{Queue, QueueId, Status, Task};
-use crate::store::{Enqueued, QueueView};
+use crate::store::{Enqueued, Feed, QueueView};
 use crate::wire::{QueuePage, QueueRecord};
 
 const DEFAULT_LIMIT: usize = 50;
@@ -138,7 +138,7 @@ pub async fn abort(
 /// Aborts a waiting queue at once; stops a running one and waits until its processes are gone
 /// and it is recorded `aborted` (bounded by the kill grace period plus a margin).
 async fn stop(state: &AppState, id: &QueueId) -> Result<(), ApiError> {
-    let mut changes = state.store.subscribe();
+    let mut changes = state.store.follow();
     // A waiting queue ends here, its report written before its end is committed.
     let q = crate::worker::abort_waiting(state, id).await?;
     if q.status != Status::Running {
@@ -148,21 +148,21 @@ async fn stop(state: &AppState, id: &QueueId) -> Result<(), ApiError> {
     let limit = state.config.worker.kill_grace + Duration::from_secs(5);
     let finished = tokio::time::timeout(limit, async {
         loop {
-            match changes.recv().await {
-                Ok(c) if &c.queue == id && c.task.is_none() => {
+            match changes.next_of(id).await {
+                Some(Feed::Change(c)) => {
                     if c.to.is_none_or(|s| s.is_terminal() || s == Status::Waiting) {
                         return;
                     }
                 }
-                Ok(_) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                // Changes were missed: the store has the status now.
+                Some(Feed::Reset { .. }) => {
                     if let Ok(Some(v)) = state.store.get(id).await
                         && v.queue.status != Status::Running
                     {
                         return;
                     }
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                None => return,
             }
         }
     })

@@ -32,7 +32,7 @@ use redb::Database;
 use tokio::sync::{broadcast, oneshot, watch};
 
 pub use actor::{KEEP_EVENTS, MAX_EVENTS};
-pub use follow::Follower;
+pub use follow::{Feed, Follower};
 pub use reads::{EventsAfter, Page};
 pub use writes::Enqueued;
 
@@ -151,7 +151,13 @@ impl Store {
 
     /// Every change committed from now on, in order and without gaps (see [`Follower`]).
     pub fn follow(&self) -> Follower {
-        Follower::new(self.clone())
+        Follower::new(self.clone(), None)
+    }
+
+    /// Every change committed after sequence number `seq` (a client resuming), then live ones;
+    /// a [`Feed::Reset`] first when they are no longer all kept.
+    pub fn follow_from(&self, seq: u64) -> Follower {
+        Follower::new(self.clone(), Some(seq))
     }
 
     /// The sequence number of the latest committed change.

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use testarena::model::{QueueId, QueueRequest, Status, TaskId, TestResult, TestStatus};
-use testarena::store::{ClaimFilter, Enqueued, Store, StoreError};
+use testarena::store::{ClaimFilter, Enqueued, Feed, Store, StoreError};
 
 fn req(env: &str, priority: i32) -> QueueRequest {
     QueueRequest {
@@ -486,6 +486,9 @@ async fn a_follower_that_falls_behind_misses_nothing() {
             .await
             .expect("a change in time")
             .expect("the store is open");
+        let Feed::Change(c) = c else {
+            panic!("a reset while every change is kept: {c:?}")
+        };
         seqs.push(c.seq);
     }
     let expected: Vec<u64> = (first..first + n as u64).collect();
