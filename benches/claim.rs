@@ -18,10 +18,9 @@
 //! Run: `cargo bench --bench claim` (`CLAIM_BENCH_QUICK=1` for a short run,
 //! `CLAIM_BENCH_ONLY=server` for some sections).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use testarena::config::Config;
+use testarena::config::{Config, LiveConfig};
 use testarena::model::{Change, QueueId, QueueRequest, Status};
 use testarena::server::Server;
 use testarena::worker::Scheduler;
@@ -224,12 +223,11 @@ async fn try_run_next_directly(samples: usize, backlog: usize) {
     // The server's own scheduler is paused (slots = 0); ours gets one slot on the same state.
     let (server, dir) = start(0).await;
     let mut changes = stamp_changes(&server);
-    let mut state = server.state.clone();
-    let mut cfg = (*state.config).clone();
+    let state = server.state.clone();
+    let mut cfg = (*state.config()).clone();
     cfg.worker.slots = 1;
-    state.config = Arc::new(cfg);
     let tracker = TaskTracker::new();
-    let scheduler = Scheduler::new(state, tracker.clone());
+    let scheduler = Scheduler::new(state.worker_deps(), LiveConfig::new(cfg), tracker.clone());
     let repo = missing_repo(&dir);
     let request = |priority| QueueRequest {
         repo: repo.clone(),

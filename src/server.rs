@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api;
-use crate::config::{Config, SandboxMode};
+use crate::config::{Config, LiveConfig, SandboxMode};
 use crate::exec::{Bwrap, Executor, Unavailable, Unconfined};
 use crate::layout::Layout;
 use crate::logs::LogHub;
@@ -66,7 +66,7 @@ impl Server {
             sandbox,
             logs: LogHub::with_echo(&config.root, config.echo_logs),
             reports: Reports::new().context("cannot load the report templates")?,
-            config: Arc::new(config),
+            live: LiveConfig::new(config),
             store,
             worker: WorkerHandle::default(),
             metrics: Metrics::new(),
@@ -74,16 +74,20 @@ impl Server {
         };
         // Queues that ran out of attempts ended `error` without a run to write their report.
         for q in recovered.iter().filter(|q| q.status.is_terminal()) {
-            worker::write_queue_report(&state, q).await;
+            worker::write_queue_report(&state.worker_deps(), q).await;
         }
         let tracker = TaskTracker::new();
-        tracker.spawn(worker::run(state.clone(), tracker.clone()));
+        tracker.spawn(worker::run(
+            state.worker_deps(),
+            state.live.clone(),
+            tracker.clone(),
+        ));
         tracker.spawn(count_finished(state.clone(), finished_changes));
         if let (Some(statuses), Some(changes)) =
-            (state.config.gitea.statuses.clone(), status_changes)
+            (state.config().gitea.statuses.clone(), status_changes)
         {
             tracker.spawn(crate::statuses::run(
-                state.config.gitea.clone(),
+                state.config().gitea.clone(),
                 statuses,
                 changes,
                 state.shutdown.clone(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, LiveConfig};
 use crate::logs::LogHub;
 use crate::report::Reports;
 use crate::store::Store;
@@ -15,7 +15,8 @@ use crate::worker::handle::WorkerHandle;
 /// Cheap handles shared by the HTTP handlers, the worker and the status poster.
 #[derive(Clone)]
 pub struct AppState {
-    pub config: Arc<Config>,
+    /// The configuration now (see [`AppState::config`]).
+    pub live: LiveConfig,
     pub store: Store,
     pub logs: LogHub,
     pub reports: Reports,
@@ -25,4 +26,25 @@ pub struct AppState {
     pub sandbox: Arc<dyn crate::exec::Executor>,
     /// Cancelled when the server shuts down: SSE streams end on it.
     pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// A snapshot of the configuration now: take it once per request.
+    pub fn config(&self) -> Arc<Config> {
+        self.live.get()
+    }
+
+    /// What the worker needs, with the configuration as it is now.
+    pub fn worker_deps(&self) -> crate::worker::Deps {
+        crate::worker::Deps {
+            config: self.config(),
+            store: self.store.clone(),
+            logs: self.logs.clone(),
+            reports: self.reports.clone(),
+            runs: self.worker.clone(),
+            metrics: self.metrics.clone(),
+            sandbox: self.sandbox.clone(),
+            shutdown: self.shutdown.clone(),
+        }
+    }
 }

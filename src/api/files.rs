@@ -44,7 +44,7 @@ pub async fn serve_file(
             ),
         ));
     }
-    let queue_dir = crate::layout::Layout::new(&state.config.root)
+    let queue_dir = crate::layout::Layout::new(&state.config().root)
         .queue(&id)
         .path()
         .to_owned();

@@ -32,7 +32,8 @@ pub async fn gitea(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let Some(secret) = &state.config.gitea.secret else {
+    let config = state.config();
+    let Some(secret) = &config.gitea.secret else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "hooks_disabled",
@@ -85,7 +86,7 @@ pub async fn gitea(
             None,
         ));
     };
-    let wanted = match decide(event, &body, &state.config.gitea) {
+    let wanted = match decide(event, &body, &config.gitea) {
         Err(e) => return Err(ApiError::bad_request("invalid_payload", e.0, None)),
         Ok(Decision::Ignore(why)) => {
             tracing::info!(%delivery, event, %why, "webhook delivery not queued");
@@ -94,11 +95,11 @@ pub async fn gitea(
         }
         Ok(Decision::Queue(wanted)) => wanted,
     };
-    repo_allowed(&state.config, &wanted.repo).inspect_err(|e| {
+    repo_allowed(&config, &wanted.repo).inspect_err(|e| {
         let (repo, why) = (&wanted.repo, &e.message);
         tracing::warn!(%delivery, event, %repo, %why, "webhook delivery refused");
     })?;
-    enqueue(&state, wanted, &delivery).await
+    enqueue(&state, &config, wanted, &delivery).await
 }
 
 /// A delivery's repository must be on `[gitea] url` (when set) and in `[worker] allowed_repos`
@@ -110,8 +111,13 @@ fn repo_allowed(config: &Config, repo: &str) -> Result<(), ApiError> {
         .map_err(|m| ApiError::new(StatusCode::FORBIDDEN, "repo_not_allowed", m))
 }
 
-async fn enqueue(state: &AppState, wanted: Wanted, delivery: &str) -> Result<Response, ApiError> {
-    let gitea = &state.config.gitea;
+async fn enqueue(
+    state: &AppState,
+    config: &Config,
+    wanted: Wanted,
+    delivery: &str,
+) -> Result<Response, ApiError> {
+    let gitea = &config.gitea;
     let body = EnqueueBody {
         id: Some(wanted.id.to_string()),
         repo: wanted.repo,
@@ -121,7 +127,7 @@ async fn enqueue(state: &AppState, wanted: Wanted, delivery: &str) -> Result<Res
         scenarios: Some(gitea.scenarios.clone()),
         priority: Some(gitea.priority),
     };
-    let (id, request) = validate::enqueue(&body, &state.config)
+    let (id, request) = validate::enqueue(&body, config)
         .map_err(|e| ApiError::bad_request("invalid_payload", e.message, None))?;
     let (status, queue) = match state.store.enqueue(id.clone(), request.clone()).await {
         Ok(Enqueued::Created(view)) => {

@@ -31,7 +31,7 @@ pub use crate::state::AppState;
 use error::ApiError;
 
 pub fn router(state: AppState) -> Router {
-    let max_body = state.config.api.max_body;
+    let max_body = state.config().api.max_body;
     Router::new()
         .route("/", get(pages::list))
         .route("/queues/{id}", get(pages::queue))
@@ -61,7 +61,7 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let counts = state.store.counts().await?;
     let text = state
         .metrics
-        .render(&counts, state.config.worker.slots, state.worker.busy());
+        .render(&counts, state.config().worker.slots, state.worker.busy());
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
 }

@@ -89,7 +89,7 @@ pub async fn list(
         .map(|(_, n)| n)
         .sum();
     let environments: Vec<String> = state
-        .config
+        .config()
         .environment_names()
         .into_iter()
         .map(str::to_owned)

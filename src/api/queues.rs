@@ -23,7 +23,7 @@ const MAX_LIMIT: usize = 500;
 /// A queue as the API shows it; `tasks` only when given.
 pub fn queue_record(state: &AppState, q: &Queue, tasks: Option<&[Task]>) -> QueueRecord {
     let waiting_reason =
-        (q.status == Status::Waiting).then(|| state.worker.waiting_reason(q, &state.config));
+        (q.status == Status::Waiting).then(|| state.worker.waiting_reason(q, &state.config()));
     QueueRecord::new(q, tasks, waiting_reason)
 }
 
@@ -35,7 +35,7 @@ pub async fn enqueue(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<EnqueueBody>,
 ) -> Result<Response, ApiError> {
-    let (id, request) = validate::enqueue(&body, &state.config)?;
+    let (id, request) = validate::enqueue(&body, &state.config())?;
     let (status, view) = match state.store.enqueue(id, request).await? {
         Enqueued::Created(v) => {
             state.metrics.enqueued(crate::metrics::Source::Api);
@@ -140,12 +140,12 @@ pub async fn abort(
 async fn stop(state: &AppState, id: &QueueId) -> Result<(), ApiError> {
     let mut changes = state.store.follow();
     // A waiting queue ends here, its report written before its end is committed.
-    let q = crate::worker::abort_waiting(state, id).await?;
+    let q = crate::worker::abort_waiting(&state.worker_deps(), id).await?;
     if q.status != Status::Running {
         return Ok(());
     }
     state.worker.abort(id);
-    let limit = state.config.worker.kill_grace + Duration::from_secs(5);
+    let limit = state.config().worker.kill_grace + Duration::from_secs(5);
     let finished = tokio::time::timeout(limit, async {
         loop {
             match changes.next_of(id).await {
@@ -190,7 +190,7 @@ pub async fn delete(
         Err(e) => return Err(e),
     }
     state.store.delete(&id).await?;
-    let dir = crate::layout::Layout::new(&state.config.root)
+    let dir = crate::layout::Layout::new(&state.config().root)
         .queue(&id)
         .path()
         .to_owned();

@@ -22,10 +22,12 @@ macro_rules! take {
 }
 
 mod gitea;
+mod live;
 mod repos;
 mod values;
 
 pub use gitea::{GiteaConfig, Secret, StatusConfig};
+pub use live::LiveConfig;
 pub use repos::AllowedRepos;
 pub use values::{ConsoleKind, parse_size};
 use values::{Dur, Size};

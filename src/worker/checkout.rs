@@ -68,7 +68,7 @@ pub async fn checkout(
     request: &QueueRequest,
     dest: &Path,
 ) -> Result<String, StepError> {
-    let allowed = &ctx.state.config.worker.allowed_repos;
+    let allowed = &ctx.deps.config.worker.allowed_repos;
     allowed.check(&request.repo).map_err(StepError::Error)?;
     let mirror = mirrors.path_for(&request.repo);
     // Another queue of the same repository may hold the mirror: an abort still stops us here.
@@ -76,7 +76,7 @@ pub async fn checkout(
         guard = mirrors.lock(&mirror) => guard,
         _ = ctx.cancel.cancelled() => return Err(StepError::Cancelled),
     };
-    let cwd = ctx.state.config.root.clone();
+    let cwd = ctx.deps.config.root.clone();
     if mirror.join("HEAD").is_file() {
         ctx.log
             .line(&format!("fetching {} into the mirror cache", request.repo));
@@ -164,7 +164,7 @@ const MAX_SUBMODULE_DEPTH: usize = 8;
 /// resolves each URL (relative ones against the repository), the URLs are checked against
 /// `[worker] allowed_repos`, and only then `submodule update` fetches them.
 async fn submodules(ctx: &StepCtx<'_>, cwd: &Path, top: &Path) -> Result<(), StepError> {
-    let allowed = &ctx.state.config.worker.allowed_repos;
+    let allowed = &ctx.deps.config.worker.allowed_repos;
     let mut pending = vec![(top.to_path_buf(), 0)];
     while let Some((dir, depth)) = pending.pop() {
         if !dir.join(".gitmodules").is_file() {
@@ -230,7 +230,7 @@ async fn config_values(
     let mut parts = vec!["-C", dir, "config"];
     parts.extend_from_slice(source);
     parts.extend_from_slice(&["-z", "--get-regexp", pattern]);
-    let protocols = ctx.state.config.worker.allowed_repos.git_protocols();
+    let protocols = ctx.deps.config.worker.allowed_repos.git_protocols();
     // Exit status 1: no key matches.
     let out = git_with(ctx, cwd, argv(&parts), &protocols, true).await?;
     // Records are `key\nvalue\0`; the line reader split them at the newlines.
@@ -262,7 +262,7 @@ async fn remove_dir(path: &Path) -> Result<(), StepError> {
 /// Runs one git command limited to the transports `[worker] allowed_repos` needs; its output
 /// goes to the log. Returns its stdout lines, or an error carrying git's last lines.
 async fn git(ctx: &StepCtx<'_>, cwd: &Path, argv: Vec<String>) -> Result<Vec<String>, StepError> {
-    let protocols = ctx.state.config.worker.allowed_repos.git_protocols();
+    let protocols = ctx.deps.config.worker.allowed_repos.git_protocols();
     git_with(ctx, cwd, argv, &protocols, false).await
 }
 
@@ -289,7 +289,7 @@ async fn git_with(
     let ending = ctx
         .run_logging(
             &spec,
-            Some(ctx.state.config.worker.checkout_timeout),
+            Some(ctx.deps.config.worker.checkout_timeout),
             |l| log_stdout || l.stream == Stream::Stderr,
             |line| {
                 if tail.len() == 8 {

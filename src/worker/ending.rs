@@ -6,29 +6,29 @@
 
 use std::time::Duration;
 
+use super::Deps;
 use crate::layout::Layout;
 use crate::model::{
     ABORTED_WAITING, Queue, QueueId, Status, close_reason, close_tasks, now_millis,
 };
 use crate::report::ReportError;
-use crate::state::AppState;
 use crate::store::{QueueView, StoreError};
 
 /// Writes the reports the queue will have once it ends `to`, then commits that end; retries a
 /// storage error a few times (a queue must not stay `running`; the next start's recovery is the
 /// last resort).
 pub async fn end_queue(
-    state: &AppState,
+    deps: &Deps,
     id: &QueueId,
     to: Status,
     error: Option<String>,
 ) -> Result<Queue, StoreError> {
-    if let Ok(Some(view)) = state.store.get(id).await {
-        write_final_reports(state, view, to, error.clone(), &close_reason(to, false)).await;
+    if let Ok(Some(view)) = deps.store.get(id).await {
+        write_final_reports(deps, view, to, error.clone(), &close_reason(to, false)).await;
     }
     let mut attempt = 1u32;
     loop {
-        match state.store.transition(id, to, error.clone()).await {
+        match deps.store.transition(id, to, error.clone()).await {
             Err(StoreError::Other(e)) if attempt < 5 => {
                 tracing::warn!(queue = %id, error = %e, attempt, "cannot record the outcome; retrying");
                 tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
@@ -42,22 +42,22 @@ pub async fn end_queue(
 /// Aborts a queue that is still waiting: its reports first, then the commit, which happens
 /// only if it is still waiting. Returns the queue as it is then (`running` if it was claimed
 /// meanwhile: the run then ends it and writes its own reports).
-pub async fn abort_waiting(state: &AppState, id: &QueueId) -> Result<Queue, StoreError> {
-    if let Some(view) = state.store.get(id).await?
+pub async fn abort_waiting(deps: &Deps, id: &QueueId) -> Result<Queue, StoreError> {
+    if let Some(view) = deps.store.get(id).await?
         && view.queue.status == Status::Waiting
     {
         let why = close_reason(Status::Aborted, true);
         let error = Some(ABORTED_WAITING.to_owned());
-        write_final_reports(state, view, Status::Aborted, error, &why).await;
+        write_final_reports(deps, view, Status::Aborted, error, &why).await;
     }
-    state.store.abort_waiting(id).await
+    deps.store.abort_waiting(id).await
 }
 
 /// The reports of the queue in `view` as they will be once it ends `to` (its tasks closed
 /// with `why`, as the store will close them): the report of every task the end closes while
 /// it runs, and the queue's report.
 async fn write_final_reports(
-    state: &AppState,
+    deps: &Deps,
     view: QueueView,
     to: Status,
     error: Option<String>,
@@ -78,8 +78,8 @@ async fn write_final_reports(
     }
     queue.finished_at = Some(now);
     let id = queue.id.clone();
-    let dir = Layout::new(&state.config.root).queue(&id);
-    let reports = state.reports.clone();
+    let dir = Layout::new(&deps.config.root).queue(&id);
+    let reports = deps.reports.clone();
     let written = tokio::task::spawn_blocking(move || -> Result<(), ReportError> {
         for (task, was) in tasks.iter().zip(before) {
             if was == Status::Running {

@@ -24,11 +24,37 @@ pub use handle::WorkerHandle;
 pub use scheduler::Scheduler;
 pub use tasks::write_queue_report;
 
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::state::AppState;
+use crate::config::{Config, LiveConfig};
+use crate::exec::Executor;
+use crate::logs::LogHub;
+use crate::metrics::Metrics;
+use crate::report::Reports;
+use crate::store::Store;
 
-/// The worker loop, until the server shuts down; the tracker also holds every run.
-pub async fn run(state: AppState, tracker: TaskTracker) {
-    Scheduler::new(state, tracker).run().await;
+/// What the worker uses of the server, and nothing else. Cheap to clone. `config` is one
+/// snapshot: a run keeps the configuration it started with when the file is reloaded.
+#[derive(Clone)]
+pub struct Deps {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub logs: LogHub,
+    pub reports: Reports,
+    /// The queues running now.
+    pub runs: WorkerHandle,
+    pub metrics: Metrics,
+    /// How repository code is run (sandboxed or not).
+    pub sandbox: Arc<dyn Executor>,
+    /// Cancelled when the server shuts down: runs stop and their queues wait again.
+    pub shutdown: CancellationToken,
+}
+
+/// The worker loop, until the server shuts down; the tracker also holds every run. Each claim
+/// reads the configuration as it is then.
+pub async fn run(deps: Deps, config: LiveConfig, tracker: TaskTracker) {
+    Scheduler::new(deps, config, tracker).run().await;
 }

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
+use super::Deps;
 use super::checkout;
 use super::mirror::Mirrors;
 use super::step::{StepCtx, StepError, command_env, repo_command};
@@ -21,21 +22,15 @@ use crate::exec::{Ending, Spec};
 use crate::layout::Layout;
 use crate::logs::{LogWriter, marker};
 use crate::model::{Queue, Status};
-use crate::state::AppState;
 
 /// Runs `queue` (already claimed, `running`) to its end and records the outcome.
-pub async fn run_queue(
-    state: &AppState,
-    mirrors: &Mirrors,
-    queue: Queue,
-    cancel: CancellationToken,
-) {
+pub async fn run_queue(deps: &Deps, mirrors: &Mirrors, queue: Queue, cancel: CancellationToken) {
     let id = queue.id.clone();
-    let log = match state.logs.writer(&id) {
+    let log = match deps.logs.writer(&id) {
         Ok(log) => log,
         Err(e) => {
             finish(
-                state,
+                deps,
                 &queue,
                 Status::Error,
                 Some(format!("cannot open the queue log: {e}")),
@@ -58,7 +53,7 @@ pub async fn run_queue(
     let run_token = cancel.child_token();
     let timer = {
         let (flag, token) = (timed_out.clone(), run_token.clone());
-        let limit = state.config.worker.queue_timeout;
+        let limit = deps.config.worker.queue_timeout;
         async move {
             tokio::time::sleep(limit).await;
             flag.store(true, Ordering::SeqCst);
@@ -67,7 +62,7 @@ pub async fn run_queue(
         }
     };
     let result = tokio::select! {
-        r = steps(state, mirrors, &queue, &log, &run_token) => r,
+        r = steps(deps, mirrors, &queue, &log, &run_token) => r,
         _ = timer => unreachable!("the timer never completes"),
     };
 
@@ -75,17 +70,17 @@ pub async fn run_queue(
         Ok(status) => (status, None),
         Err(StepError::Error(message)) => (Status::Error, Some(message)),
         // A user's abort wins over a timeout or a shutdown that came during its grace period.
-        Err(StepError::Cancelled) if state.worker.was_aborted(&id) => {
+        Err(StepError::Cancelled) if deps.runs.was_aborted(&id) => {
             (Status::Aborted, Some("aborted".to_owned()))
         }
         Err(StepError::Cancelled) if timed_out.load(Ordering::SeqCst) => (
             Status::TimedOut,
             Some(format!(
                 "queue timed out after {} ([worker] queue_timeout)",
-                crate::model::format_duration(state.config.worker.queue_timeout)
+                crate::model::format_duration(deps.config.worker.queue_timeout)
             )),
         ),
-        Err(StepError::Cancelled) if state.shutdown.is_cancelled() => (Status::Waiting, None),
+        Err(StepError::Cancelled) if deps.shutdown.is_cancelled() => (Status::Waiting, None),
         Err(StepError::Cancelled) => (Status::Aborted, Some("aborted".to_owned())),
     };
     let outcome = match &error {
@@ -97,7 +92,7 @@ pub async fn run_queue(
         tracing::error!(queue = %id, error = %e, "cannot close the queue log");
     }
     if status == Status::Waiting {
-        if let Err(e) = state
+        if let Err(e) = deps
             .store
             .requeue(&id, "server stopped during the run; re-queued")
             .await
@@ -106,25 +101,25 @@ pub async fn run_queue(
         }
         return;
     }
-    finish(state, &queue, status, error).await;
+    finish(deps, &queue, status, error).await;
 }
 
 /// Ends the queue: reports first, then the final status (see `ending`).
-async fn finish(state: &AppState, queue: &Queue, status: Status, error: Option<String>) {
-    if let Err(e) = super::ending::end_queue(state, &queue.id, status, error).await {
+async fn finish(deps: &Deps, queue: &Queue, status: Status, error: Option<String>) {
+    if let Err(e) = super::ending::end_queue(deps, &queue.id, status, error).await {
         tracing::error!(queue = %queue.id, error = %e, "cannot record the outcome");
     }
 }
 
 async fn steps(
-    state: &AppState,
+    deps: &Deps,
     mirrors: &Mirrors,
     queue: &Queue,
     log: &LogWriter,
     cancel: &CancellationToken,
 ) -> Result<Status, StepError> {
-    let ctx = StepCtx { state, log, cancel };
-    let env = state
+    let ctx = StepCtx { deps, log, cancel };
+    let env = deps
         .config
         .environment(&queue.request.environment)
         .ok_or_else(|| {
@@ -135,10 +130,10 @@ async fn steps(
         })?
         .clone();
     // Before the checkout: without its sandbox no repository code may run.
-    if let Some(reason) = state.sandbox.unavailable() {
+    if let Some(reason) = deps.sandbox.unavailable() {
         return Err(StepError::Error(reason.to_owned()));
     }
-    let dir = Layout::new(&state.config.root).queue(&queue.id);
+    let dir = Layout::new(&deps.config.root).queue(&queue.id);
     let repo_dir = dir.checkout();
 
     step(
@@ -149,7 +144,7 @@ async fn steps(
     .await?;
     step(&ctx, "build", build(&ctx, queue, &env, &repo_dir)).await?;
 
-    let task_list = tasks::prepare(state, queue, &repo_dir, log).await?;
+    let task_list = tasks::prepare(deps, queue, &repo_dir, log).await?;
     let mut all_passed = true;
     let mut errored = Vec::new();
     for task in task_list {
@@ -207,7 +202,7 @@ async fn build(
 ) -> Result<(), StepError> {
     let mut spec = Spec::new(env.build.clone(), repo_dir);
     spec.env = command_env(queue, env, repo_dir);
-    let spec = repo_command(&*ctx.state.sandbox, spec, repo_dir, env.build_network)
+    let spec = repo_command(&*ctx.deps.sandbox, spec, repo_dir, env.build_network)
         .map_err(|e| StepError::Error(e.to_string()))?;
     match ctx.run(&spec, Some(env.build_timeout), |_| {}).await? {
         Ending::Exited(exit) if exit.success() => Ok(()),

@@ -9,15 +9,18 @@ use tokio::sync::Notify;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::task::TaskTracker;
 
+use super::Deps;
 use super::mirror::Mirrors;
 use super::pipeline;
+use crate::config::{Config, LiveConfig};
 use crate::model::{QueueId, Status};
-use crate::state::AppState;
 use crate::store::{ClaimFilter, StoreError};
 
 #[derive(Clone)]
 pub struct Scheduler {
-    state: AppState,
+    /// `deps.config` is the configuration at start; each claim reads `config` anew.
+    deps: Deps,
+    config: LiveConfig,
     tracker: TaskTracker,
     mirrors: Mirrors,
     /// Signalled when a run ends and its slot is free again.
@@ -25,24 +28,24 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(state: AppState, tracker: TaskTracker) -> Scheduler {
+    pub fn new(deps: Deps, config: LiveConfig, tracker: TaskTracker) -> Scheduler {
         Scheduler {
-            mirrors: Mirrors::new(&state.config.root),
-            state,
+            mirrors: Mirrors::new(&deps.config.root),
+            deps,
+            config,
             tracker,
             freed: Arc::new(Notify::new()),
         }
     }
 
     /// Environments whose `max_parallel` is reached.
-    fn blocked_environments(&self) -> HashSet<String> {
-        self.state
-            .config
+    fn blocked_environments(&self, config: &Config) -> HashSet<String> {
+        config
             .environments
             .values()
             .filter(|e| {
                 e.max_parallel
-                    .is_some_and(|max| self.state.worker.busy_in(&e.name) >= max)
+                    .is_some_and(|max| self.deps.runs.busy_in(&e.name) >= max)
             })
             .map(|e| e.name.clone())
             .collect()
@@ -50,30 +53,34 @@ impl Scheduler {
 
     /// Claims and starts one queue if a slot is free. Returns the queue started, if any.
     pub async fn try_run_next(&self) -> Result<Option<QueueId>, StoreError> {
-        if self.state.shutdown.is_cancelled()
-            || self.state.worker.busy() >= self.state.config.worker.slots
-        {
+        let config = self.config.get();
+        if self.deps.shutdown.is_cancelled() || self.deps.runs.busy() >= config.worker.slots {
             return Ok(None);
         }
         let filter = ClaimFilter {
-            blocked_environments: self.blocked_environments(),
+            blocked_environments: self.blocked_environments(&config),
         };
-        let Some(queue) = self.state.store.claim_next(filter).await? else {
+        let Some(queue) = self.deps.store.claim_next(filter).await? else {
             return Ok(None);
         };
         let id = queue.id.clone();
         let cancel =
-            self.state
-                .worker
-                .start(&queue.id, &queue.request.environment, &self.state.shutdown);
+            self.deps
+                .runs
+                .start(&queue.id, &queue.request.environment, &self.deps.shutdown);
+        // The run keeps the configuration it was claimed under.
+        let deps = Deps {
+            config,
+            ..self.deps.clone()
+        };
         let this = self.clone();
         self.tracker.spawn(async move {
             let id = queue.id.clone();
             // The run in a task of its own: should it panic, the slot is still freed and the
             // queue still ends (instead of staying `running`).
-            let (state, mirrors) = (this.state.clone(), this.mirrors.clone());
+            let (run_deps, mirrors) = (deps.clone(), this.mirrors.clone());
             let run = tokio::spawn(async move {
-                pipeline::run_queue(&state, &mirrors, queue, cancel).await;
+                pipeline::run_queue(&run_deps, &mirrors, queue, cancel).await;
             });
             if let Err(e) = run.await {
                 tracing::error!(queue = %id, error = %e, "a run stopped unexpectedly");
@@ -81,13 +88,13 @@ impl Scheduler {
                     "internal error: the run stopped unexpectedly; the server log has the cause";
                 // Its tasks closed and its report written like any other end.
                 if let Err(e) =
-                    super::ending::end_queue(&this.state, &id, Status::Error, Some(why.into()))
+                    super::ending::end_queue(&deps, &id, Status::Error, Some(why.into()))
                         .await
                 {
                     tracing::error!(queue = %id, error = %e, "cannot end a queue whose run stopped");
                 }
             }
-            this.state.worker.finish(&id);
+            this.deps.runs.finish(&id);
             this.freed.notify_one();
         });
         Ok(Some(id))
@@ -104,7 +111,7 @@ impl Scheduler {
                     // try again after a pause.
                     tracing::error!(error = %e, "scheduler: cannot claim a queue; retrying");
                     tokio::select! {
-                        _ = self.state.shutdown.cancelled() => return,
+                        _ = self.deps.shutdown.cancelled() => return,
                         _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
                     }
                 }
@@ -114,8 +121,8 @@ impl Scheduler {
 
     /// The loop: a thin `select!` over shutdown, the change feed and freed slots.
     pub async fn run(self) {
-        let mut changes = self.state.store.subscribe();
-        let shutdown = self.state.shutdown.clone();
+        let mut changes = self.deps.store.subscribe();
+        let shutdown = self.deps.shutdown.clone();
         loop {
             self.fill().await;
             // Wait for something that can make a queue claimable: a queue became waiting

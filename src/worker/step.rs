@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::Deps;
 use crate::config::Environment;
 use crate::exec::{self, Confinement, Ending, Executor, Limits, Line, SandboxError, Spec};
 use crate::logs::LogWriter;
 use crate::model::Queue;
-use crate::state::AppState;
 
 /// How a step failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,14 +44,14 @@ impl StepError {
 }
 
 pub struct StepCtx<'a> {
-    pub state: &'a AppState,
+    pub deps: &'a Deps,
     pub log: &'a LogWriter,
     pub cancel: &'a CancellationToken,
 }
 
 impl StepCtx<'_> {
     pub fn limits(&self, timeout: Option<Duration>) -> Limits {
-        let w = &self.state.config.worker;
+        let w = &self.deps.config.worker;
         Limits {
             timeout,
             silence: w.silence_timeout,

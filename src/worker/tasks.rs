@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use tokio::sync::mpsc;
 
+use super::Deps;
 use super::board::{Board, BootError, BootSpec, ShellHost};
 use super::step::{StepCtx, StepError, command_env, repo_command};
 use crate::config::{ConsoleKind, Environment};
@@ -15,7 +16,6 @@ use crate::layout::{Layout, QueueDir};
 use crate::logs::{LogWriter, marker};
 use crate::model::{Queue, Status, Task, TestResult, TranscriptLine};
 use crate::scenario::{self, Observer, Scenario};
-use crate::state::AppState;
 
 /// A task and its scenario file, parsed (or the diagnostics saying why not).
 pub struct Prepared {
@@ -25,7 +25,7 @@ pub struct Prepared {
 
 /// Decides the task list and validates every scenario file before anything boots.
 pub async fn prepare(
-    state: &AppState,
+    deps: &Deps,
     queue: &Queue,
     repo_dir: &Path,
     log: &LogWriter,
@@ -39,14 +39,12 @@ pub async fn prepare(
             ));
         }
         log.line(&format!("found scenarios: {}", found.join(", ")));
-        state
-            .store
+        deps.store
             .set_tasks(&queue.id, found)
             .await
             .map_err(|e| StepError::Error(e.to_string()))?
     } else {
-        state
-            .store
+        deps.store
             .get(&queue.id)
             .await
             .map_err(|e| StepError::Error(e.to_string()))?
@@ -95,11 +93,11 @@ pub async fn run_task(
     queue_dir: &QueueDir,
     prepared: &Prepared,
 ) -> Result<Status, StepError> {
-    let state = ctx.state;
+    let deps = ctx.deps;
     let task = &prepared.task;
     let task_dir = queue_dir.task(task.id.as_str());
     let name = task.id.as_str();
-    set_status(state, queue, task, Status::Running, None).await;
+    set_status(deps, queue, task, Status::Running, None).await;
     ctx.log.line(&marker(
         "task",
         name,
@@ -114,7 +112,7 @@ pub async fn run_task(
         }
     };
 
-    let w = &state.config.worker;
+    let w = &deps.config.worker;
     let mut spec = Spec::new(env.simulate.clone(), repo_dir);
     if env.console == ConsoleKind::Stdio {
         spec = spec.with_stdin();
@@ -122,7 +120,7 @@ pub async fn run_task(
     spec.env = command_env(queue, env, repo_dir);
     // A tcp: console is reached in the host's network namespace; nothing else gets a network.
     let network = matches!(env.console, ConsoleKind::Tcp(_));
-    let spec = match repo_command(&*state.sandbox, spec, repo_dir, network) {
+    let spec = match repo_command(&*deps.sandbox, spec, repo_dir, network) {
         Ok(spec) => spec,
         Err(e) => {
             let why = format!("cannot start the simulator: {e}");
@@ -175,14 +173,14 @@ pub async fn run_task(
     let mut host = ShellHost {
         cwd: repo_dir.to_owned(),
         env: command_env(queue, env, repo_dir),
-        sandbox: state.sandbox.clone(),
+        sandbox: deps.sandbox.clone(),
         grace: w.kill_grace,
         max_line: w.max_line,
         cancel: ctx.cancel.clone(),
     };
     let (tx, rx) = mpsc::unbounded_channel();
     let persister = tokio::spawn(persist(
-        state.clone(),
+        deps.clone(),
         queue.clone(),
         task.clone(),
         task_dir.clone(),
@@ -216,18 +214,8 @@ pub async fn run_task(
     end_task(ctx, queue, task, &task_dir, run.status, error).await
 }
 
-async fn set_status(
-    state: &AppState,
-    queue: &Queue,
-    task: &Task,
-    to: Status,
-    error: Option<String>,
-) {
-    if let Err(e) = state
-        .store
-        .task_status(&queue.id, &task.id, to, error)
-        .await
-    {
+async fn set_status(deps: &Deps, queue: &Queue, task: &Task, to: Status, error: Option<String>) {
+    if let Err(e) = deps.store.task_status(&queue.id, &task.id, to, error).await {
         tracing::error!(queue = %queue.id, task = %task.id, error = %e, "cannot record a task status");
     }
 }
@@ -241,19 +229,19 @@ async fn end_task(
     status: Status,
     error: Option<String>,
 ) -> Result<Status, StepError> {
-    let state = ctx.state;
+    let deps = ctx.deps;
     let line = match &error {
         Some(e) => format!("{status}: {}", e.lines().next().unwrap_or_default()),
         None => status.to_string(),
     };
     ctx.log.line(&marker("task", task.id.as_str(), &line));
     let _ = ctx.log.sync().await;
-    let recorded = state
+    let recorded = deps
         .store
         .task_status(&queue.id, &task.id, status, error)
         .await
         .map_err(|e| StepError::Error(e.to_string()))?;
-    let (reports, queue, dir) = (state.reports.clone(), queue.clone(), task_dir.to_owned());
+    let (reports, queue, dir) = (deps.reports.clone(), queue.clone(), task_dir.to_owned());
     let written =
         tokio::task::spawn_blocking(move || reports.write_task(&dir, &queue, &recorded)).await;
     if let Ok(Err(e)) = written {
@@ -264,12 +252,12 @@ async fn end_task(
 
 /// Writes the queue's report for `queue` as given (its final state may not be stored yet), with
 /// its tasks as stored.
-pub async fn write_queue_report(state: &AppState, queue: &Queue) {
-    let Ok(Some(view)) = state.store.get(&queue.id).await else {
+pub async fn write_queue_report(deps: &Deps, queue: &Queue) {
+    let Ok(Some(view)) = deps.store.get(&queue.id).await else {
         return;
     };
-    let dir = Layout::new(&state.config.root).queue(&queue.id);
-    let (reports, queue) = (state.reports.clone(), queue.clone());
+    let dir = Layout::new(&deps.config.root).queue(&queue.id);
+    let (reports, queue) = (deps.reports.clone(), queue.clone());
     let written =
         tokio::task::spawn_blocking(move || reports.write_queue(dir.path(), &queue, &view.tasks))
             .await;
@@ -304,7 +292,7 @@ impl Observer for TaskObserver {
 
 /// Writes `task.log`, each test's result to the store and its HTML log, as they arrive.
 async fn persist(
-    state: AppState,
+    deps: Deps,
     queue: Queue,
     task: Task,
     task_dir: PathBuf,
@@ -328,16 +316,16 @@ async fn persist(
                 }
             }
             Event::Finished(result, transcript) => {
-                match state
+                match deps
                     .store
                     .record_test(&queue.id, &task.id, result.clone())
                     .await
                 {
-                    Ok(()) => state.metrics.test(result.status),
+                    Ok(()) => deps.metrics.test(result.status),
                     Err(e) => tracing::error!(error = %e, "cannot record a test result"),
                 }
                 let (reports, q, tid, dir) = (
-                    state.reports.clone(),
+                    deps.reports.clone(),
                     queue.clone(),
                     task.id.clone(),
                     task_dir.clone(),

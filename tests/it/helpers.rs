@@ -215,7 +215,7 @@ pub fn test_state(extra_toml: &str) -> (AppState, tempfile::TempDir) {
     let state = AppState {
         logs: testarena::logs::LogHub::new(&config.root),
         reports: testarena::report::Reports::new().expect("templates"),
-        config: std::sync::Arc::new(config),
+        live: testarena::config::LiveConfig::new(config),
         store,
         worker: testarena::worker::WorkerHandle::default(),
         metrics: testarena::metrics::Metrics::new(),
