@@ -2,6 +2,7 @@
 //! streams every line live.
 //!
 //! - `client`   the command-line client of a running server (enqueue, status, logs -f, …)
+//! - `auth`     tokens, scopes, anonymous access, the access decision and sign-in sessions
 //! - `config`   typed configuration: built-in defaults, TOML file, `TESTARENA_*` overrides
 //! - `layout`   every path under the data root
 //! - `model`    queues, tasks, test results, statuses and the state machine (pure)
@@ -19,6 +20,7 @@
 //! - `server`   wiring: open the store, start the worker, serve until shutdown
 
 pub mod api;
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod exec;
@@ -27,6 +29,7 @@ pub mod layout;
 pub mod logs;
 pub mod metrics;
 pub mod model;
+pub mod reload;
 pub mod report;
 pub mod scenario;
 pub mod server;

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use testarena::config::{Config, Overrides};
+use testarena::auth::Scope;
+use testarena::config::Overrides;
 
 /// TestArena: runs firmware test queues (checkout, build, boot in QEMU, XML scenarios) and
 /// streams every line live to a dashboard.
@@ -97,6 +98,28 @@ enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a new random token: prints it, once, and the line to paste under [auth] tokens.
+    New {
+        /// The token's name (1 to 64 letters, digits, '-', '_' and '.'), e.g. ci.
+        #[arg(value_parser = token_name)]
+        name: String,
+        /// What it may do: read, write or admin.
+        #[arg(long, default_value = "write")]
+        scope: Scope,
+    },
+}
+
+fn token_name(name: &str) -> Result<String, String> {
+    testarena::auth::check_token_name(name).map(|()| name.to_owned())
 }
 
 #[derive(clap::Args)]
@@ -137,6 +160,9 @@ fn main() -> ExitCode {
             };
             report(serve(overrides).map(|()| ExitCode::SUCCESS))
         }
+        Command::Token {
+            command: TokenCommand::New { name, scope },
+        } => report(new_token(&name, scope)),
         client => report(run_client(client)),
     }
 }
@@ -246,9 +272,21 @@ fn run_client(command: Command) -> anyhow::Result<ExitCode> {
                 eprintln!("deleted {id}");
                 Ok(ExitCode::SUCCESS)
             }
-            Command::Serve { .. } | Command::Check { .. } => unreachable!("handled in main"),
+            Command::Serve { .. } | Command::Check { .. } | Command::Token { .. } => {
+                unreachable!("handled in main")
+            }
         }
     })
+}
+
+/// `token new`: the token and the TOML line on stdout, what to do with them on stderr.
+fn new_token(name: &str, scope: Scope) -> anyhow::Result<ExitCode> {
+    let new = testarena::auth::NewToken::generate(name, scope).map_err(anyhow::Error::msg)?;
+    eprintln!("# The token, shown only this once: give it to the client (TESTARENA_TOKEN).");
+    println!("{}", new.token);
+    eprintln!("# Paste this line into `tokens = [ … ]` under [auth] in the server's config file:");
+    println!("{}", new.entry);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init_tracing() {
@@ -261,7 +299,8 @@ fn init_tracing() {
 }
 
 fn serve(overrides: Overrides) -> anyhow::Result<()> {
-    let config = Config::load(&overrides, std::env::vars())?;
+    let source = testarena::reload::Source::from_process(overrides);
+    let config = source.load()?;
     // Orphaned grandchildren of a run are reparented here, so their process group can be reaped.
     if let Err(e) = testarena::exec::become_subreaper() {
         tracing::warn!(error = %e, "cannot become the child subreaper");
@@ -278,7 +317,7 @@ fn serve(overrides: Overrides) -> anyhow::Result<()> {
                     config.listen
                 )
             })?;
-        testarena::server::run(config, listener, shutdown).await
+        testarena::server::run(config, Some(source), listener, shutdown).await
     })
 }
 

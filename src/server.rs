@@ -18,6 +18,7 @@ use crate::layout::Layout;
 use crate::logs::LogHub;
 use crate::metrics::Metrics;
 use crate::model::Status;
+use crate::reload::Source;
 use crate::report::Reports;
 use crate::state::AppState;
 use crate::store::Store;
@@ -51,7 +52,7 @@ impl Server {
             .context("cannot open the store")?;
         // Before recovery: the queues it ends are counted and get their statuses.
         let finished_changes = store.follow();
-        let status_changes = config.gitea.statuses.is_some().then(|| store.follow());
+        let status_changes = store.follow();
         let recovered = store.recover(config.worker.max_attempts).await?;
         for q in &recovered {
             tracing::warn!(queue = %q.id, status = %q.status, attempt = q.attempt, "recovered a queue interrupted by a crash");
@@ -83,16 +84,11 @@ impl Server {
             tracker.clone(),
         ));
         tracker.spawn(count_finished(state.clone(), finished_changes));
-        if let (Some(statuses), Some(changes)) =
-            (state.config().gitea.statuses.clone(), status_changes)
-        {
-            tracker.spawn(crate::statuses::run(
-                state.config().gitea.clone(),
-                statuses,
-                changes,
-                state.shutdown.clone(),
-            ));
-        }
+        tracker.spawn(crate::statuses::run(
+            state.live.clone(),
+            status_changes,
+            state.shutdown.clone(),
+        ));
         let app = api::router(state.clone());
         let stop = shutdown.clone();
         tracker.spawn(async move {
@@ -109,6 +105,15 @@ impl Server {
             addr,
             tracker,
         })
+    }
+
+    /// Reloads the configuration from `source` when its file changes or on `SIGHUP`.
+    pub fn watch_config(&self, source: Source) {
+        self.tracker.spawn(crate::reload::watch(
+            source,
+            self.state.live.clone(),
+            self.state.shutdown.clone(),
+        ));
     }
 
     /// Stops serving, stops running queues (they go back to waiting), closes the store.
@@ -136,13 +141,18 @@ async fn count_finished(state: AppState, mut changes: crate::store::Follower) {
     }
 }
 
-/// Serves until `shutdown` completes, then stops gracefully.
+/// Serves until `shutdown` completes, then stops gracefully. With a `source`, the configuration
+/// is loaded again from it when its file changes or on `SIGHUP`.
 pub async fn run(
     config: Config,
+    source: Option<Source>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let server = Server::start(config, listener).await?;
+    if let Some(source) = source {
+        server.watch_config(source);
+    }
     // Under systemd (Type=notify): the unit is started once the store is open and we listen.
     // Without NOTIFY_SOCKET this does nothing.
     if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{GiteaConfig, StatusConfig};
+use crate::config::{GiteaConfig, LiveConfig, StatusConfig};
 use crate::model::{Queue, Status};
 use crate::store::Follower;
 
@@ -106,13 +106,9 @@ pub fn status(config: &StatusConfig, queue: &Queue) -> CommitStatus {
 }
 
 /// Follows the change feed until `shutdown`, posting a status for every queue state change of
-/// a queue that `gitea` says gets one.
-pub async fn run(
-    gitea: GiteaConfig,
-    config: StatusConfig,
-    mut changes: Follower,
-    shutdown: CancellationToken,
-) {
+/// a queue that the `[gitea]` configuration at that moment says gets one (none while
+/// `[gitea] statuses` is off).
+pub async fn run(live: LiveConfig, mut changes: Follower, shutdown: CancellationToken) {
     let client = match crate::http_client()
         .timeout(Duration::from_secs(10))
         .build()
@@ -132,13 +128,18 @@ pub async fn run(
         let Some(queue) = change else {
             return;
         };
-        let Some(target) = target(&gitea, &config, &queue) else {
+        let current = live.get();
+        let gitea = &current.gitea;
+        let Some(config) = &gitea.statuses else {
             continue;
         };
-        let body = status(&config, &queue);
+        let Some(target) = target(gitea, config, &queue) else {
+            continue;
+        };
+        let body = status(config, &queue);
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = post(&client, &config, &target, &body, &queue) => {}
+            () = post(&client, config, &target, &body, &queue) => {}
         }
     }
 }

@@ -21,11 +21,13 @@ macro_rules! take {
     };
 }
 
+mod auth;
 mod gitea;
 mod live;
 mod repos;
 mod values;
 
+pub use auth::{AuthConfig, HostPattern};
 pub use gitea::{GiteaConfig, Secret, StatusConfig};
 pub use live::LiveConfig;
 pub use repos::AllowedRepos;
@@ -59,6 +61,7 @@ pub struct Config {
     pub listen: SocketAddr,
     pub root: PathBuf,
     pub api: ApiConfig,
+    pub auth: AuthConfig,
     pub worker: WorkerConfig,
     pub environments: BTreeMap<String, Environment>,
     pub gitea: GiteaConfig,
@@ -72,6 +75,10 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     pub max_body: usize,
+    /// The `Host` names requests may carry; empty: any (see [`ApiConfig::host_allowed`]).
+    pub hosts: Vec<HostPattern>,
+    /// The server's own address as users reach it, e.g. `https://ci.example.org/`.
+    pub public_url: Option<reqwest::Url>,
 }
 
 #[derive(Debug, Clone)]
@@ -128,6 +135,7 @@ struct Layer {
     listen: Option<String>,
     root: Option<PathBuf>,
     api: Option<ApiLayer>,
+    auth: Option<auth::AuthLayer>,
     worker: Option<WorkerLayer>,
     #[serde(default)]
     environments: BTreeMap<String, EnvLayer>,
@@ -145,6 +153,8 @@ struct SandboxLayer {
 #[serde(deny_unknown_fields)]
 struct ApiLayer {
     max_body: Option<Size>,
+    hosts: Option<Vec<String>>,
+    public_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -267,6 +277,7 @@ struct Builder {
     listen: Option<String>,
     root: Option<PathBuf>,
     api: ApiLayer,
+    auth: auth::AuthLayer,
     worker: WorkerLayer,
     environments: BTreeMap<String, EnvLayer>,
     gitea: gitea::GiteaLayer,
@@ -277,7 +288,10 @@ impl Builder {
     fn apply(mut self, layer: Layer) -> Builder {
         take!(self, layer, listen, root);
         if let Some(api) = layer.api {
-            take!(self.api, api, max_body);
+            take!(self.api, api, max_body, hosts, public_url);
+        }
+        if let Some(a) = layer.auth {
+            self.auth.apply(a);
         }
         if let Some(w) = layer.worker {
             take!(
@@ -353,6 +367,16 @@ impl Builder {
                     self.api.max_body =
                         Some(Size(parse_size(&value).map_err(|m| invalid(&origin, m))?))
                 }
+                "TESTARENA_API_HOSTS" => {
+                    let list = value.split(',').map(|e| e.trim().to_owned());
+                    self.api.hosts = Some(list.filter(|e| !e.is_empty()).collect())
+                }
+                "TESTARENA_API_PUBLIC_URL" => self.api.public_url = Some(value),
+                "TESTARENA_AUTH_ANONYMOUS" => {
+                    let anonymous = value.trim().parse();
+                    self.auth.anonymous = Some(anonymous.map_err(|m| invalid(&origin, m))?)
+                }
+                "TESTARENA_AUTH_SESSION_TTL" => self.auth.session_ttl = Some(dur(&value)?),
                 "TESTARENA_WORKER_SLOTS" => self.worker.slots = Some(num(&value)? as usize),
                 "TESTARENA_WORKER_QUEUE_TIMEOUT" => self.worker.queue_timeout = Some(dur(&value)?),
                 "TESTARENA_WORKER_CHECKOUT_TIMEOUT" => {
@@ -403,6 +427,12 @@ impl Builder {
         if max_body == 0 {
             return Err(invalid(origin, "api.max_body: must be at least 1 byte"));
         }
+        let api = ApiConfig {
+            max_body,
+            hosts: auth::parse_hosts(origin, self.api.hosts.unwrap_or_default())?,
+            public_url: auth::parse_public_url(origin, self.api.public_url)?,
+        };
+        let auth = self.auth.finish(origin, listen)?;
         let w = self.worker;
         let max_attempts = w.max_attempts.unwrap_or(0);
         if max_attempts == 0 {
@@ -513,7 +543,8 @@ impl Builder {
         Ok(Config {
             listen,
             root,
-            api: ApiConfig { max_body },
+            api,
+            auth,
             worker,
             environments,
             gitea,

@@ -37,6 +37,8 @@ fn a_file_overrides_and_adds_environments() {
         build_timeout = "1m"
         boot_timeout = "5s"
         max_parallel = 1
+        [auth]
+        anonymous = "read"
         "#,
     )
     .unwrap();
@@ -211,4 +213,155 @@ fn allowed_repos_default_file_env_and_errors() {
     }
     let e = err("[worker]\nallowed_repos = []");
     assert!(e.contains("worker.allowed_repos"), "{e}");
+}
+
+const HASH: &str = "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+#[test]
+fn auth_defaults_tokens_and_errors() {
+    use crate::auth::{Anonymous, Scope};
+    let d = Config::defaults();
+    assert!(d.auth.tokens.is_empty());
+    assert_eq!(d.auth.anonymous, Anonymous::Write, "loopback, no tokens");
+    assert!(!d.auth.anonymous_explicit);
+    assert_eq!(d.auth.session_ttl, Duration::from_secs(12 * 3600));
+
+    let c = Config::from_toml(
+        "my.toml",
+        &format!(
+            "[auth]\ntokens = [\n  {{ name = \"ci\", scope = \"write\", hash = \"{HASH}\" }},\n]\nsession_ttl = \"30m\"\n"
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        c.auth.anonymous,
+        Anonymous::Read,
+        "a token: anonymous reads"
+    );
+    assert_eq!(c.auth.tokens.verify("abc").unwrap().scope, Scope::Write);
+    assert_eq!(c.auth.session_ttl, Duration::from_secs(1800));
+    assert!(!format!("{c:?}").contains(&HASH[7..]), "no hash in Debug");
+
+    let entry = |fields: &str| err(&format!("[auth]\ntokens = [{{ {fields} }}]"));
+    let e = entry("name = \"ci\", scope = \"write\", hash = \"sha256:abc\"");
+    assert!(
+        e.starts_with("my.toml: auth.tokens[0].hash (token \"ci\"):")
+            && e.contains("64 hex digits")
+            && e.contains("testarena token new NAME"),
+        "{e}"
+    );
+    let e = entry("name = \"ci\", scope = \"write\", hash = \"ta_0123456789\"");
+    assert!(
+        e.contains("not its hash") && !e.contains("0123456789"),
+        "{e}"
+    );
+    let e = entry(&format!("name = \"ci\", hash = \"{HASH}\""));
+    assert!(e.contains("auth.tokens[0].scope: missing"), "{e}");
+    let e = entry(&format!(
+        "name = \"ci\", scope = \"owner\", hash = \"{HASH}\""
+    ));
+    assert!(e.contains("my.toml") && e.contains("owner"), "{e}");
+    let e = entry(&format!(
+        "name = \"c i\", scope = \"read\", hash = \"{HASH}\""
+    ));
+    assert!(
+        e.contains("auth.tokens") && e.contains("letters, digits"),
+        "{e}"
+    );
+    let e = entry(&format!(
+        "name = \"ci\", scope = \"read\", hash = \"{HASH}\", note = 1"
+    ));
+    assert!(e.contains("note"), "{e}");
+    let e = err(&format!(
+        "[auth]\ntokens = [\n{{ name = \"ci\", scope = \"read\", hash = \"{HASH}\" }},\n{{ name = \"ci\", scope = \"write\", hash = \"{}\" }},\n]",
+        crate::auth::TokenHash::of("other")
+    ));
+    assert!(
+        e.contains("auth.tokens: two tokens are named \"ci\""),
+        "{e}"
+    );
+    let e = err("[auth]\nanonymous = \"all\"");
+    assert!(e.contains("all") && e.contains("anonymous"), "{e}");
+    let e = err("[auth]\nsession_ttl = \"0s\"");
+    assert!(e.contains("auth.session_ttl"), "{e}");
+    let e = err("[auth]\nsession_ttl = \"9601h\"");
+    assert!(
+        e.contains("auth.session_ttl") && e.contains("400 days"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_open_address_needs_a_token_or_an_explicit_anonymous() {
+    use crate::auth::Anonymous;
+    let e = err("listen = \"0.0.0.0:8080\"");
+    assert!(
+        e.starts_with("my.toml: auth: listening on 0.0.0.0:8080")
+            && e.contains("testarena token new NAME --scope write")
+            && e.contains("[auth] tokens")
+            && e.contains("[auth] anonymous"),
+        "{e}"
+    );
+    let c = Config::from_toml(
+        "my.toml",
+        "listen = \"0.0.0.0:8080\"\n[auth]\nanonymous = \"none\"",
+    )
+    .unwrap();
+    assert_eq!(c.auth.anonymous, Anonymous::None);
+    assert!(c.auth.anonymous_explicit);
+    let c = Config::from_toml(
+        "my.toml",
+        &format!("listen = \"[::]:8080\"\n[auth]\ntokens = [{{ name = \"ci\", scope = \"admin\", hash = \"{HASH}\" }}]"),
+    )
+    .unwrap();
+    assert_eq!(c.auth.anonymous, Anonymous::Read);
+
+    // The check sees the address in force after the flag and the environment.
+    let flag = Overrides {
+        listen: Some("0.0.0.0:0".into()),
+        ..Overrides::default()
+    };
+    let e = Config::load(&flag, []).unwrap_err().to_string();
+    assert!(e.contains("listening on 0.0.0.0:0"), "{e}");
+    let env = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    let e = Config::load(
+        &Overrides::default(),
+        [env("TESTARENA_LISTEN", "0.0.0.0:80")],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("listening on 0.0.0.0:80"), "{e}");
+    let c = Config::load(
+        &flag,
+        [
+            env("TESTARENA_AUTH_ANONYMOUS", "read"),
+            env("TESTARENA_AUTH_SESSION_TTL", "1h"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.auth.anonymous, Anonymous::Read);
+    assert_eq!(c.auth.session_ttl, Duration::from_secs(3600));
+    let loopback = Overrides {
+        listen: Some("127.0.0.1:0".into()),
+        ..Overrides::default()
+    };
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), "listen = \"0.0.0.0:8080\"\n").unwrap();
+    let from_file = Overrides {
+        config_file: Some(file.path().to_owned()),
+        ..loopback.clone()
+    };
+    let c = Config::load(&from_file, []).unwrap();
+    assert_eq!(
+        c.auth.anonymous,
+        Anonymous::Write,
+        "the flag put it back on loopback"
+    );
+    let e = Config::load(&loopback, [env("TESTARENA_AUTH_ANONYMOUS", "all")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("TESTARENA_AUTH_ANONYMOUS") && e.contains("\"read\""),
+        "{e}"
+    );
 }
