@@ -70,11 +70,24 @@ async fn api_error(resp: reqwest::Response) -> anyhow::Error {
 }
 
 impl Client {
-    pub fn new(server: &str) -> Client {
-        Client {
-            base: server.trim_end_matches('/').to_owned(),
-            http: crate::http_client().build().unwrap_or_default(),
+    /// A client of `server`; with `token`, every request carries `Authorization: Bearer`.
+    pub fn new(server: &str, token: Option<&str>) -> anyhow::Result<Client> {
+        let mut builder = crate::http_client();
+        if let Some(token) = token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| {
+                    anyhow::anyhow!("the token has characters a header cannot carry: paste it as `testarena token new` printed it")
+                })?;
+            // Kept out of debug output.
+            value.set_sensitive(true);
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+            builder = builder.default_headers(headers);
         }
+        Ok(Client {
+            base: server.trim_end_matches('/').to_owned(),
+            http: builder.build().context("cannot build the HTTP client")?,
+        })
     }
 
     async fn json(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {

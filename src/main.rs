@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use testarena::auth::Scope;
+use testarena::client::Client;
 use testarena::config::Overrides;
 
 /// TestArena: runs firmware test queues (checkout, build, boot in QEMU, XML scenarios) and
@@ -131,6 +132,28 @@ struct ServerArg {
         default_value = "http://127.0.0.1:8080"
     )]
     server: String,
+    /// A file holding the API token (else the TESTARENA_TOKEN variable, if set).
+    #[arg(long, env = "TESTARENA_TOKEN_FILE")]
+    token_file: Option<std::path::PathBuf>,
+}
+
+impl ServerArg {
+    /// A client of the server, with the token from --token-file or TESTARENA_TOKEN.
+    fn client(&self) -> anyhow::Result<Client> {
+        let token = match &self.token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the token file {}", path.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => std::env::var("TESTARENA_TOKEN")
+                .ok()
+                .map(|t| t.trim().to_owned()),
+        }
+        .filter(|t| !t.is_empty());
+        Client::new(&self.server, token.as_deref())
+    }
 }
 
 fn main() -> ExitCode {
@@ -188,7 +211,6 @@ fn print_json(v: &serde_json::Value) {
 
 /// The client commands: one request (or one followed stream) against a running server.
 fn run_client(command: Command) -> anyhow::Result<ExitCode> {
-    use testarena::client::Client;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -217,7 +239,7 @@ fn run_client(command: Command) -> anyhow::Result<ExitCode> {
                 id,
                 follow,
             } => {
-                let client = Client::new(&server.server);
+                let client = server.client()?;
                 let mut body = serde_json::json!({"repo": repo, "environment": environment});
                 for (key, value) in [("branch", branch), ("commit", commit), ("id", id)] {
                     if let Some(v) = value {
@@ -247,7 +269,7 @@ fn run_client(command: Command) -> anyhow::Result<ExitCode> {
                 status,
                 limit,
             } => {
-                let client = Client::new(&server.server);
+                let client = server.client()?;
                 match id {
                     Some(id) => print_json(&client.get(&id).await?),
                     None => print_json(&client.list(status.as_deref(), limit).await?),
@@ -255,7 +277,7 @@ fn run_client(command: Command) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Logs { server, id, follow } => {
-                let client = Client::new(&server.server);
+                let client = server.client()?;
                 let end = client.logs(&id, follow, &mut std::io::stdout()).await?;
                 Ok(if follow {
                     passed(end)
@@ -264,11 +286,11 @@ fn run_client(command: Command) -> anyhow::Result<ExitCode> {
                 })
             }
             Command::Abort { server, id } => {
-                print_json(&Client::new(&server.server).abort(&id).await?);
+                print_json(&server.client()?.abort(&id).await?);
                 Ok(ExitCode::SUCCESS)
             }
             Command::Delete { server, id } => {
-                Client::new(&server.server).delete(&id).await?;
+                server.client()?.delete(&id).await?;
                 eprintln!("deleted {id}");
                 Ok(ExitCode::SUCCESS)
             }

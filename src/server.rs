@@ -67,6 +67,7 @@ impl Server {
             sandbox,
             logs: LogHub::with_echo(&config.root, config.echo_logs),
             reports: Reports::new().context("cannot load the report templates")?,
+            sessions: crate::auth::Sessions::new(config.auth.session_ttl),
             live: LiveConfig::new(config),
             store,
             worker: WorkerHandle::default(),

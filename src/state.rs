@@ -22,6 +22,8 @@ pub struct AppState {
     pub reports: Reports,
     pub worker: WorkerHandle,
     pub metrics: crate::metrics::Metrics,
+    /// Dashboard sign-ins.
+    pub sessions: crate::auth::Sessions,
     /// How repository code is run (sandboxed or not).
     pub sandbox: Arc<dyn crate::exec::Executor>,
     /// Cancelled when the server shuts down: SSE streams end on it.

@@ -7,8 +7,11 @@
 //! - `files`    report files under a queue's directory, read-only
 //! - `pages`    the dashboard: queue list, queue page, static assets
 //! - `validate` parsing an enqueue request at the edge
+//! - `access`   who may call what: the `Host` check, tokens and sessions, the per-route guard
+//! - `session`  dashboard sign-in and sign-out
 //! - `error`    the one error type; `json` our JSON extractor with error bodies
 
+pub mod access;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -18,38 +21,118 @@ pub mod json;
 pub mod logs;
 pub mod pages;
 pub mod queues;
+pub mod session;
 pub mod sse;
 pub mod validate;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, header};
+use axum::handler::Handler;
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, on};
 
+use crate::auth::Scope;
 pub use crate::state::AppState;
+use access::Access;
 use error::ApiError;
 
-pub fn router(state: AppState) -> Router {
+/// One route and who may call it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub method: Method,
+    /// As registered, e.g. `/api/queues/{id}`.
+    pub path: &'static str,
+    pub access: Access,
+}
+
+/// Builds the router and, route by route, the table of who may call what.
+struct Routes {
+    state: AppState,
+    router: Router<AppState>,
+    table: Vec<Route>,
+}
+
+impl Routes {
+    /// `handler` answers `method` on `path`, behind the guard for `access`.
+    fn add<H, T>(mut self, method: Method, path: &'static str, access: Access, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).expect("a standard method");
+        let guard = axum::middleware::from_fn_with_state(
+            self.state.clone(),
+            move |state, caller, req, next| access::guard(access, state, caller, req, next),
+        );
+        self.router = self
+            .router
+            .route(path, on(filter, handler).route_layer(guard));
+        self.table.push(Route {
+            method,
+            path,
+            access,
+        });
+        self
+    }
+}
+
+/// Every route with what it needs: the one place a route is added.
+pub fn routes(state: AppState) -> (Router, Vec<Route>) {
+    use Access::{Api, Page, Public};
+    use Method as M;
+    let (read, write) = (Scope::Read, Scope::Write);
     let max_body = state.config().api.max_body;
-    Router::new()
-        .route("/", get(pages::list))
-        .route("/queues/{id}", get(pages::queue))
-        .route("/static/{*path}", get(pages::asset))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .route("/api/queues", post(queues::enqueue).get(queues::list))
-        .route("/api/queues/{id}", get(queues::get).delete(queues::delete))
-        .route("/api/queues/{id}/abort", post(queues::abort))
-        .route("/api/queues/{id}/log", get(logs::text))
-        .route("/api/queues/{id}/log/stream", get(logs::stream))
-        .route("/api/events", get(events::stream))
-        .route("/api/hooks/gitea", post(hooks::gitea))
-        .route("/queues/{id}/files/{*path}", get(files::serve_file))
+    let r = Routes {
+        state: state.clone(),
+        router: Router::new(),
+        table: Vec::new(),
+    }
+    .add(M::GET, "/", Page(read), pages::list)
+    .add(M::GET, "/queues/{id}", Page(read), pages::queue)
+    .add(M::GET, "/signin", Public, session::page)
+    .add(M::GET, "/static/{*path}", Public, pages::asset)
+    .add(M::GET, "/healthz", Public, healthz)
+    .add(M::GET, "/metrics", Api(read), metrics)
+    .add(M::GET, "/api/session", Public, session::get)
+    .add(M::POST, "/api/session", Public, session::create)
+    .add(M::DELETE, "/api/session", Public, session::delete)
+    .add(M::GET, "/api/queues", Api(read), queues::list)
+    .add(M::POST, "/api/queues", Api(write), queues::enqueue)
+    .add(M::GET, "/api/queues/{id}", Api(read), queues::get)
+    .add(M::DELETE, "/api/queues/{id}", Api(write), queues::delete)
+    .add(M::POST, "/api/queues/{id}/abort", Api(write), queues::abort)
+    .add(M::GET, "/api/queues/{id}/log", Api(read), logs::text)
+    .add(
+        M::GET,
+        "/api/queues/{id}/log/stream",
+        Api(read),
+        logs::stream,
+    )
+    .add(M::GET, "/api/events", Api(read), events::stream)
+    // Signed with the webhook's secret instead of a token.
+    .add(M::POST, "/api/hooks/gitea", Public, hooks::gitea)
+    .add(
+        M::GET,
+        "/queues/{id}/files/{*path}",
+        Api(read),
+        files::serve_file,
+    );
+    let router = r
+        .router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::identify,
+        ))
         .layer(DefaultBodyLimit::max(max_body))
-        .with_state(state)
+        .with_state(state);
+    (router, r.table)
+}
+
+pub fn router(state: AppState) -> Router {
+    routes(state).0
 }
 
 async fn healthz() -> &'static str {

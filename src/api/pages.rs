@@ -21,9 +21,11 @@ use minijinja::{Value, context};
 use serde_json::json;
 
 use super::AppState;
+use super::access::Caller;
 use super::error::ApiError;
 use super::files::check_path;
 use super::queues::queue_record;
+use super::session::Viewer;
 use crate::model::{Millis, Queue, QueueId, Status, now_millis};
 use crate::report::{Counts, Reports};
 
@@ -38,8 +40,10 @@ const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self';
 /// `GET /`: the queue list.
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
+    let viewer = Viewer::of(&caller, &state.config());
     let filter = match params.get("status").map(String::as_str) {
         None | Some("") => None,
         Some(raw) => match raw.parse::<Status>() {
@@ -48,6 +52,7 @@ pub async fn list(
                 let names: Vec<&str> = queue_statuses().iter().map(|s| s.as_str()).collect();
                 return error_page(
                     &state,
+                    &viewer,
                     StatusCode::BAD_REQUEST,
                     "Unknown status",
                     &format!(
@@ -64,6 +69,7 @@ pub async fn list(
         Some(Err(_)) => {
             return error_page(
                 &state,
+                &viewer,
                 StatusCode::BAD_REQUEST,
                 "Bad page link",
                 "The cursor in this link is not a number: go back to the first page.",
@@ -96,6 +102,7 @@ pub async fn list(
         .collect();
     render(
         &state,
+        &viewer,
         StatusCode::OK,
         "pages/list.html",
         context! {
@@ -114,13 +121,16 @@ pub async fn list(
 /// `GET /queues/{id}`: one queue with its tasks and its live log.
 pub async fn queue(
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
+    let viewer = Viewer::of(&caller, &state.config());
     let id = match QueueId::parse(&raw) {
         Ok(id) => id,
         Err(e) => {
             return error_page(
                 &state,
+                &viewer,
                 StatusCode::BAD_REQUEST,
                 "Not a queue id",
                 &format!("{raw:?} cannot be a queue id: {e}."),
@@ -131,6 +141,7 @@ pub async fn queue(
     let Some(view) = state.store.get(&id).await? else {
         return error_page(
             &state,
+            &viewer,
             StatusCode::NOT_FOUND,
             "Queue not found",
             &format!("There is no queue {id}: it may have been deleted."),
@@ -151,6 +162,7 @@ pub async fn queue(
     }
     render(
         &state,
+        &viewer,
         StatusCode::OK,
         "pages/queue.html",
         context! {
@@ -270,20 +282,24 @@ fn jinja(v: &serde_json::Value) -> Value {
 /// A readable HTML error page with the given status.
 fn error_page(
     state: &AppState,
+    viewer: &Viewer,
     status: StatusCode,
     title: &str,
     message: &str,
 ) -> Result<Response, ApiError> {
     render(
         state,
+        viewer,
         status,
         "pages/error.html",
         context! { code => status.as_u16(), title, message },
     )
 }
 
-fn render(
+/// Renders page template `name` for `viewer` (who is signed in, what they may do).
+pub(super) fn render(
     state: &AppState,
+    viewer: &Viewer,
     status: StatusCode,
     name: &str,
     ctx: Value,
@@ -295,6 +311,7 @@ fn render(
         .and_then(|t| {
             t.render(context! {
                 sandbox_problem => state.sandbox.unavailable(),
+                viewer => jinja(&serde_json::to_value(viewer).unwrap_or_default()),
                 ..ctx
             })
         })
@@ -336,6 +353,7 @@ mod tests {
             "list.js",
             "logview.js",
             "queue.js",
+            "signin.js",
         ] {
             assert!(loaded.iter().any(|l| l == name), "{name} not in {loaded:?}");
         }

@@ -204,12 +204,14 @@ pub(super) fn parse_public_url(
 }
 
 impl ApiConfig {
-    /// Whether a request whose `Host` header is `host_header` is for this server (else 421).
-    /// Any host when `hosts` is empty; else the listed ones, the host of `public_url`, and, on a
-    /// loopback `listen` address, `localhost`, `127.0.0.1` and `[::1]` with any port. A browser
-    /// tricked by DNS rebinding sends the attacker's name, which is none of these.
+    /// Whether a request whose `Host` header is `host_header` is for this server (else 421):
+    /// the listed `hosts`, the host of `public_url`, and, on a loopback `listen` address,
+    /// `localhost`, `127.0.0.1` and `[::1]` with any port. A browser tricked by DNS rebinding
+    /// sends the attacker's name, which is none of these; so a loopback server answers to its
+    /// loopback names only unless told more. On any other address with neither `hosts` nor
+    /// `public_url` set, any name is taken.
     pub fn host_allowed(&self, host_header: &str, listen: SocketAddr) -> bool {
-        if self.hosts.is_empty() {
+        if self.hosts.is_empty() && self.public_url.is_none() && !is_loopback(listen) {
             return true;
         }
         let Some((host, port)) = split_host(host_header) else {
@@ -322,13 +324,21 @@ mod tests {
         };
         let lo: SocketAddr = "127.0.0.1:8080".parse().unwrap();
         let open: SocketAddr = "0.0.0.0:8080".parse().unwrap();
-        // hosts empty: any Host at all.
+        // Neither set, on an open address: any Host at all.
         let any = api(&[], "");
         for h in ["evil.example", "localhost:8080", "", "a b"] {
-            assert!(
-                any.host_allowed(h, lo) && any.host_allowed(h, open),
-                "{h:?}"
-            );
+            assert!(any.host_allowed(h, open), "{h:?}");
+        }
+        // Neither set, on loopback: its loopback names only (DNS rebinding sends another).
+        for (h, expected) in [
+            ("evil.example", false),
+            ("evil.example:8080", false),
+            ("", false),
+            ("localhost:8080", true),
+            ("127.0.0.1:8080", true),
+            ("[::1]:8080", true),
+        ] {
+            assert_eq!(any.host_allowed(h, lo), expected, "{h:?}");
         }
         let set = api(
             &["ci.example.org", "alt.example.org:8443"],

@@ -216,6 +216,26 @@
     else run();
   }
 
+  // ---- account ----------------------------------------------------------------------------
+
+  /** The sign-out button in the top bar: ends the session, then shows the page as a visitor. */
+  function accountButtons() {
+    const out = $('#sign-out');
+    if (!out) return;
+    out.addEventListener('click', async () => {
+      out.disabled = true;
+      try {
+        await api('DELETE', '/api/session');
+        location.reload();
+      } catch (e) {
+        out.disabled = false;
+        notify(e.message);
+      }
+    });
+  }
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', accountButtons);
+  else accountButtons();
+
   window.TA = Object.assign(window.TA || {}, {
     $, $$, h, duration, human, badge, timeEl, durEl, paintDuration,
     ApiError, api, notify, confirmAction, setConn, followChanges, coalesce, queueLink, start,
