@@ -176,38 +176,36 @@ pub async fn guard(
     req: Request,
     next: Next,
 ) -> Response {
-    match decide(&state, access, &caller, &req) {
-        Ok(()) => next.run(req).await,
-        Err(refusal) => refusal,
+    match refusal(&state, access, &caller, &req) {
+        None => next.run(req).await,
+        Some(refusal) => refusal,
     }
 }
 
-fn decide(
-    state: &AppState,
-    access: Access,
-    caller: &Caller,
-    req: &Request,
-) -> Result<(), Response> {
+/// Why this caller may not call this route, as the response; `None`: it may.
+fn refusal(state: &AppState, access: Access, caller: &Caller, req: &Request) -> Option<Response> {
     let config = state.config();
     let writes = !matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS");
-    if writes && caller.via != Via::Bearer {
-        same_site(&config, caller, req.headers())?;
+    if writes
+        && caller.via != Via::Bearer
+        && let Some(refused) = cross_site(&config, caller, req.headers())
+    {
+        return Some(refused.into_response());
     }
-    let Some(needed) = access.scope() else {
-        return Ok(());
-    };
+    let needed = access.scope()?;
     if caller.bad_token {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_token",
-            "the bearer token is not valid: check TESTARENA_TOKEN (or the token file), or make a new one with `testarena token new NAME`",
-        )
-        .into_response());
+        return Some(
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "the bearer token is not valid: check TESTARENA_TOKEN (or the token file), or make a new one with `testarena token new NAME`",
+            )
+            .into_response(),
+        );
     }
-    match auth::access(config.auth.anonymous, caller.identity.as_ref(), needed) {
-        Ok(()) => Ok(()),
-        Err(denied) => Err(refuse(state, access, denied, req)),
-    }
+    auth::access(config.auth.anonymous, caller.identity.as_ref(), needed)
+        .err()
+        .map(|denied| refuse(state, access, denied, req))
 }
 
 /// 401 or 403: JSON for the API, the sign-in page for a dashboard page.
@@ -239,7 +237,7 @@ fn refuse(state: &AppState, access: Access, denied: Denied, req: &Request) -> Re
 /// the request must say where it comes from (`Origin`, else `Referer`) and that must be this
 /// server; without it, a request that says it comes from elsewhere is refused (an anonymous
 /// write that another site's page makes the browser send).
-fn same_site(config: &Config, caller: &Caller, headers: &HeaderMap) -> Result<(), Response> {
+fn cross_site(config: &Config, caller: &Caller, headers: &HeaderMap) -> Option<ApiError> {
     let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
     let host = text(header::HOST).unwrap_or("");
     let from = text(header::ORIGIN)
@@ -255,14 +253,14 @@ fn same_site(config: &Config, caller: &Caller, headers: &HeaderMap) -> Result<()
         None => caller.via != Via::Cookie && !cross_site,
     };
     if ok {
-        return Ok(());
+        return None;
     }
     let message = if caller.via == Via::Cookie && from.is_none() {
         "a signed-in write must say where it comes from: send the Origin header (the dashboard's pages do)"
     } else {
         "writes from another site's pages are refused: use the dashboard on this server, or a client with a bearer token"
     };
-    Err(ApiError::new(StatusCode::FORBIDDEN, "cross_site", message).into_response())
+    Some(ApiError::new(StatusCode::FORBIDDEN, "cross_site", message))
 }
 
 /// Whether `url` (an origin or a referrer) is this server: the host the request was sent to,
@@ -314,7 +312,7 @@ mod tests {
         let config = Config::defaults();
         let cookie = caller(Via::Cookie);
         let host = ("host", "127.0.0.1:8080");
-        let ok = |h: &[(&'static str, &str)]| same_site(&config, &cookie, &headers(h)).is_ok();
+        let ok = |h: &[(&'static str, &str)]| cross_site(&config, &cookie, &headers(h)).is_none();
         assert!(ok(&[host, ("origin", "http://127.0.0.1:8080")]));
         assert!(ok(&[host, ("referer", "http://127.0.0.1:8080/queues/q1")]));
         assert!(!ok(&[host]), "no origin at all");
@@ -337,7 +335,7 @@ mod tests {
         let config = Config::defaults();
         let nobody = caller(Via::Nothing);
         let host = ("host", "127.0.0.1:8080");
-        let ok = |h: &[(&'static str, &str)]| same_site(&config, &nobody, &headers(h)).is_ok();
+        let ok = |h: &[(&'static str, &str)]| cross_site(&config, &nobody, &headers(h)).is_none();
         assert!(ok(&[host]), "curl and the CLI send no origin");
         assert!(ok(&[host, ("origin", "http://127.0.0.1:8080")]));
         assert!(!ok(&[host, ("origin", "http://evil.example")]));
@@ -351,7 +349,7 @@ mod tests {
             Config::from_toml("t.toml", "[api]\npublic_url = \"https://ci.example.org\"\n")
                 .unwrap();
         let c = caller(Via::Cookie);
-        let ok = |h: &[(&'static str, &str)]| same_site(&config, &c, &headers(h)).is_ok();
+        let ok = |h: &[(&'static str, &str)]| cross_site(&config, &c, &headers(h)).is_none();
         assert!(ok(&[
             ("host", "127.0.0.1:8080"),
             ("origin", "https://ci.example.org")
