@@ -99,28 +99,54 @@ pub async fn reload(source: &Source, live: &LiveConfig, why: &str) -> bool {
     true
 }
 
-/// Reloads on every change of the configuration file and on `SIGHUP`, until `shutdown`.
-pub async fn watch(source: Source, live: LiveConfig, shutdown: CancellationToken) {
-    // Capacity 1: while a reload is pending, more events add nothing.
-    let (tx, mut rx) = mpsc::channel::<&'static str>(1);
-    let _watcher = source
-        .file()
-        .and_then(|file| file_watcher(file, tx.clone()));
-    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGHUP; the file is still watched");
-            None
-        }
-    };
-    let source = Arc::new(source);
-    loop {
-        let why = tokio::select! {
-            () = shutdown.cancelled() => return,
-            Some(why) = rx.recv() => why,
-            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => None } } => "SIGHUP",
+/// The file watcher and the `SIGHUP` handler, installed before the server says it is ready (a
+/// `SIGHUP` before that would end the process; an edit would be missed); [`Reloader::run`]
+/// then reloads on each, including those that came in between.
+pub struct Reloader {
+    source: Source,
+    rx: mpsc::Receiver<&'static str>,
+    _watcher: Option<notify::RecommendedWatcher>,
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Reloader {
+    /// Starts watching the file and catching `SIGHUP`. Needs the tokio runtime.
+    pub fn install(source: Source) -> Reloader {
+        // Capacity 1: while a reload is pending, more events add nothing.
+        let (tx, rx) = mpsc::channel::<&'static str>(1);
+        let watcher = source.file().and_then(|file| file_watcher(file, tx));
+        let hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; the file is still watched");
+                None
+            }
         };
-        reload(&source, &live, why).await;
+        Reloader {
+            source,
+            rx,
+            _watcher: watcher,
+            hup,
+        }
+    }
+
+    /// Reloads on every change of the configuration file and on `SIGHUP`, until `shutdown`.
+    pub async fn run(mut self, live: LiveConfig, shutdown: CancellationToken) {
+        let source = Arc::new(self.source.clone());
+        loop {
+            let hup = async {
+                match self.hup.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let why = tokio::select! {
+                () = shutdown.cancelled() => return,
+                Some(why) = self.rx.recv() => why,
+                Some(()) = hup => "SIGHUP",
+            };
+            reload(&source, &live, why).await;
+        }
     }
 }
 

@@ -108,13 +108,10 @@ impl Server {
         })
     }
 
-    /// Reloads the configuration from `source` when its file changes or on `SIGHUP`.
-    pub fn watch_config(&self, source: Source) {
-        self.tracker.spawn(crate::reload::watch(
-            source,
-            self.state.live.clone(),
-            self.state.shutdown.clone(),
-        ));
+    /// Reloads the configuration when its file changes or on `SIGHUP`.
+    pub fn watch_config(&self, reloader: crate::reload::Reloader) {
+        self.tracker
+            .spawn(reloader.run(self.state.live.clone(), self.state.shutdown.clone()));
     }
 
     /// Stops serving, stops running queues (they go back to waiting), closes the store.
@@ -150,9 +147,11 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // Before the server says it is serving: from then on a SIGHUP or an edit must reload.
+    let reloader = source.map(crate::reload::Reloader::install);
     let server = Server::start(config, listener).await?;
-    if let Some(source) = source {
-        server.watch_config(source);
+    if let Some(reloader) = reloader {
+        server.watch_config(reloader);
     }
     // Under systemd (Type=notify): the unit is started once the store is open and we listen.
     // Without NOTIFY_SOCKET this does nothing.

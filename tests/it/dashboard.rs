@@ -483,3 +483,120 @@ async fn pages_and_static_files_over_http() {
     }
     f.app.stop().await;
 }
+
+/// Signing in from the dashboard. With anonymous read access the list has no enqueue form but
+/// a sign-in link; a wrong token is refused at its field; the right one lands back on the list
+/// signed in, with the form (which then enqueues with the session), while the page can read
+/// neither the session cookie (HttpOnly) nor the token; signing out shows the visitor's list
+/// again. With no anonymous access the list itself answers 401 with the sign-in form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_and_out_shows_and_hides_what_a_writer_may_do() {
+    let _one = BROWSER.lock().await;
+    let writer = testarena::auth::NewToken::generate("ci-writer", testarena::auth::Scope::Write)
+        .expect("a token");
+    let toml = |anonymous: &str| {
+        format!(
+            "[worker]\nslots = 0\n\n[auth]\nanonymous = \"{anonymous}\"\ntokens = [\n  {}\n]\n",
+            writer.entry
+        )
+    };
+    let app = spawn_app_with(&toml("read")).await;
+    let closed = spawn_app_with(&toml("none")).await;
+    let b = Browser::start().await;
+    const VISITOR: &str = "return !!document.getElementById('write-hint') && !document.getElementById('enqueue') \
+        && !!document.getElementById('sign-in') && !document.getElementById('sign-out') \
+        && !document.getElementById('viewer-name')";
+    const SIGNED_IN: &str = "return location.pathname === '/' && !!document.getElementById('enqueue') \
+        && !document.getElementById('write-hint') && !document.getElementById('sign-in') \
+        && !!document.getElementById('sign-out') && document.getElementById('viewer-name').textContent";
+    tokio::time::timeout(TEST_LIMIT, async {
+        b.goto(&app.url("/")).await;
+        b.wait_for("the visitor's list", VISITOR).await;
+        click_and_follow(&b, "#sign-in").await;
+        b.wait_for("the sign-in page", "return location.pathname === '/signin' && !!document.getElementById('signin')").await;
+
+        // A wrong token: said at its field; nobody is signed in.
+        b.fill("#f-token", "ta_not-a-token-of-this-server").await;
+        b.click("#signin-submit").await;
+        let error = b.wait_for("the token error", "const p = document.getElementById('e-token'); return !p.hidden && p.textContent").await;
+        assert!(error.as_str().unwrap().contains("not valid"), "{error}");
+        assert_eq!(b.exec("return document.getElementById('f-token').getAttribute('aria-invalid')").await, "true");
+        assert_eq!(b.exec("return location.pathname").await, "/signin");
+
+        b.fill("#f-token", &writer.token).await;
+        click_and_follow(&b, "#signin-submit").await;
+        let name = b.wait_for("the list, signed in", SIGNED_IN).await;
+        assert_eq!(name, "ci-writer");
+        let account = b.exec("return document.getElementById('account').textContent").await;
+        assert!(account.as_str().unwrap().contains("(write)"), "{account}");
+        // The page holds neither the session nor the token.
+        let cookie = b.exec("return document.cookie").await;
+        let cookie = cookie.as_str().expect("document.cookie");
+        assert!(!cookie.contains("testarena_session"), "the session cookie is not HttpOnly: {cookie}");
+        assert!(!cookie.contains(&writer.token), "the token is in a cookie: {cookie}");
+        let stored = b.exec("return JSON.stringify([Object.entries(localStorage), Object.entries(sessionStorage)])").await;
+        assert!(!stored.as_str().unwrap().contains(&writer.token), "the token is stored: {stored}");
+
+        // The form writes with the session (the browser sends the page's Origin).
+        b.fill("#f-repo", "https://git.example/fw.git").await;
+        b.click("#f-environment option[value=esp32]").await;
+        b.click("#enqueue-submit").await;
+        let id = b.wait_for("the form to confirm", "const a = document.querySelector('#form-ok:not([hidden]) a'); return a && a.textContent").await;
+        let (status, q) = app.get_json(&format!("/api/queues/{}", id.as_str().expect("queue id"))).await;
+        assert_eq!(status, 200, "{q:#}");
+        assert_eq!(q["status"], "waiting", "{q:#}");
+
+        click_and_follow(&b, "#sign-out").await;
+        b.wait_for("the visitor's list after signing out", VISITOR).await;
+        assert_eq!(b.exec("return location.pathname").await, "/");
+
+        // No anonymous access: the list is the sign-in form, with 401; signing in shows it.
+        let r = closed.client.get(closed.url("/")).send().await.expect("list");
+        assert_eq!(r.status(), 401);
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+        assert!(r.text().await.unwrap().contains("id=\"signin\""));
+        b.goto(&closed.url("/")).await;
+        let status = b.wait_for("the sign-in form in place of the list", "return !!document.getElementById('signin') && !document.getElementById('rows') \
+            && performance.getEntriesByType('navigation')[0].responseStatus").await;
+        assert_eq!(status, 401);
+        assert_eq!(b.exec("return document.getElementById('signin').dataset.next").await, "/");
+        b.fill("#f-token", &writer.token).await;
+        click_and_follow(&b, "#signin-submit").await;
+        let name = b.wait_for("the list, signed in", SIGNED_IN).await;
+        assert_eq!(name, "ci-writer");
+        assert_eq!(b.exec("return !!document.getElementById('rows')").await, true);
+        assert_eq!(b.exec("return performance.getEntriesByType('navigation')[0].responseStatus").await, 200);
+    })
+    .await
+    .expect("the test finished in time");
+    b.quit().await;
+    app.stop().await;
+    closed.stop().await;
+}
+
+/// Clicks `css`, whose script sends the browser to another page (or reloads this one) once the
+/// server answers, and returns when the next page has loaded. A wait for a condition inside the
+/// old page would be cut off by its unloading (WebDriver then answers only at its script
+/// timeout), so this waits in the old page for `beforeunload`; WebDriver's next command then
+/// waits for the new page to load.
+async fn click_and_follow(b: &Browser, css: &str) {
+    b.exec("window.taLeaving = false; addEventListener('beforeunload', () => { window.taLeaving = true; }); return null").await;
+    b.click(css).await;
+    let script = format!(
+        r#"const done = arguments[arguments.length - 1];
+        if (window.taLeaving === undefined) return done('arrived');
+        if (window.taLeaving) return done('leaving');
+        addEventListener('beforeunload', () => done('leaving'));
+        setTimeout(() => done('stayed: ' + document.body.innerText.slice(0, 2000)), {});"#,
+        WAIT.as_millis()
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        match b.exec_async(&script).await.as_str() {
+            Some("arrived") => return,
+            Some("leaving") => {}
+            other => panic!("clicking {css} did not leave the page: {other:?}"),
+        }
+    }
+    panic!("clicking {css}: no new page within {WAIT:?}");
+}

@@ -1,5 +1,7 @@
 //! The one integration-test binary: every test gets its own temporary root.
 
+mod access;
+mod access_live;
 mod api_examples;
 mod api_queues;
 mod cli;
