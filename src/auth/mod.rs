@@ -106,15 +106,19 @@ impl Anonymous {
     /// on a loopback address without tokens (the two-command start and the demo need none), and
     /// `Read` otherwise. A server reachable from the network with no token and no explicit value
     /// is refused: it would be open to anyone, or to no one, without anybody having said so.
+    /// `published`: other names lead to it (`[api] hosts` or `public_url`, e.g. through a
+    /// reverse proxy), so a loopback address does not mean that only this machine reaches it.
     pub fn resolve(
         listen: SocketAddr,
+        published: bool,
         has_tokens: bool,
         explicit: Option<Anonymous>,
     ) -> Result<Anonymous, Unprotected> {
+        let local = is_loopback(listen) && !published;
         match explicit {
             Some(a) => Ok(a),
-            None if !has_tokens && is_loopback(listen) => Ok(Anonymous::Write),
-            None if !has_tokens => Err(Unprotected { listen }),
+            None if !has_tokens && local => Ok(Anonymous::Write),
+            None if !has_tokens => Err(Unprotected { listen, published }),
             None => Ok(Anonymous::Read),
         }
     }
@@ -136,16 +140,19 @@ impl FromStr for Anonymous {
     }
 }
 
-/// Why [`Anonymous::resolve`] refuses: a non-loopback address, no token, no explicit choice.
+/// Why [`Anonymous::resolve`] refuses: reachable from other machines, no token, no explicit
+/// choice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "listening on {listen}, which other machines can reach, with no [auth] tokens: make a token \
+    "listening on {listen}{}, which other machines can reach, with no [auth] tokens: make a token \
      with `testarena token new NAME --scope write` and paste the line it prints under \
      [auth] tokens, or set [auth] anonymous explicitly (\"read\": anyone may read, \"write\": \
-     anyone may also enqueue, which runs code, \"none\": nobody may)"
+     anyone may also enqueue, which runs code, \"none\": nobody may)",
+    if *published { " and published under [api] hosts or public_url" } else { "" }
 )]
 pub struct Unprotected {
     pub listen: SocketAddr,
+    pub published: bool,
 }
 
 /// Whether `addr` is reachable from this machine only (`127.0.0.0/8`, `::1`, or `::ffff:127.…`).

@@ -177,12 +177,23 @@ fn anonymous_defaults_to_write_on_loopback_without_tokens_only() {
     let any = addr("0.0.0.0:8080");
     let lan = addr("192.168.1.5:8080");
     for lo in [lo4, lo6, mapped] {
-        assert_eq!(Anonymous::resolve(lo, false, None), Ok(Write), "{lo}");
-        assert_eq!(Anonymous::resolve(lo, true, None), Ok(Read), "{lo}");
+        assert_eq!(
+            Anonymous::resolve(lo, false, false, None),
+            Ok(Write),
+            "{lo}"
+        );
+        assert_eq!(Anonymous::resolve(lo, false, true, None), Ok(Read), "{lo}");
+        // Behind a reverse proxy (published under other names): not only this machine.
+        assert!(Anonymous::resolve(lo, true, false, None).is_err(), "{lo}");
+        assert_eq!(Anonymous::resolve(lo, true, true, None), Ok(Read), "{lo}");
     }
     for open in [any, lan, addr("[::]:8080")] {
-        assert_eq!(Anonymous::resolve(open, true, None), Ok(Read), "{open}");
-        let e = Anonymous::resolve(open, false, None)
+        assert_eq!(
+            Anonymous::resolve(open, false, true, None),
+            Ok(Read),
+            "{open}"
+        );
+        let e = Anonymous::resolve(open, false, false, None)
             .unwrap_err()
             .to_string();
         assert!(
@@ -197,7 +208,7 @@ fn anonymous_defaults_to_write_on_loopback_without_tokens_only() {
         for listen in [lo4, any] {
             for has_tokens in [false, true] {
                 assert_eq!(
-                    Anonymous::resolve(listen, has_tokens, Some(explicit)),
+                    Anonymous::resolve(listen, true, has_tokens, Some(explicit)),
                     Ok(explicit),
                     "explicit wins"
                 );

@@ -62,7 +62,13 @@ impl AuthLayer {
 
     /// Checks the tokens and resolves `anonymous` for the final `listen` address (after the
     /// `--listen` flag and `TESTARENA_LISTEN`).
-    pub fn finish(self, origin: &str, listen: SocketAddr) -> Result<AuthConfig, ConfigError> {
+    /// `published`: `[api] hosts` or `public_url` is set (see [`Anonymous::resolve`]).
+    pub fn finish(
+        self,
+        origin: &str,
+        listen: SocketAddr,
+        published: bool,
+    ) -> Result<AuthConfig, ConfigError> {
         let example = "e.g. { name = \"ci\", scope = \"write\", hash = \"sha256:…\" }, as \
                        `testarena token new NAME` prints it";
         let mut entries = Vec::new();
@@ -80,7 +86,7 @@ impl AuthLayer {
         }
         let tokens =
             Tokens::new(entries).map_err(|m| invalid(origin, format!("auth.tokens: {m}")))?;
-        let anonymous = Anonymous::resolve(listen, !tokens.is_empty(), self.anonymous)
+        let anonymous = Anonymous::resolve(listen, published, !tokens.is_empty(), self.anonymous)
             .map_err(|e| invalid(origin, format!("auth: {e}")))?;
         let session_ttl = nonzero(origin, "auth.session_ttl", self.session_ttl)?;
         if session_ttl > MAX_SESSION_TTL {
@@ -253,7 +259,7 @@ mod tests {
         assert!(d.hosts.is_empty() && d.public_url.is_none() && !d.cookie_secure());
         let c = Config::from_toml(
             "my.toml",
-            "[api]\nhosts = [\"CI.example.org\", \"ci.example.org.:8443\", \"10.0.0.5:8080\", \"[fd00::1]\"]\npublic_url = \"https://ci.example.org/\"",
+            "[api]\nhosts = [\"CI.example.org\", \"ci.example.org.:8443\", \"10.0.0.5:8080\", \"[fd00::1]\"]\npublic_url = \"https://ci.example.org/\"\n[auth]\nanonymous = \"read\"",
         )
         .unwrap();
         let hosts: Vec<String> = c.api.hosts.iter().map(ToString::to_string).collect();
@@ -267,10 +273,13 @@ mod tests {
             ]
         );
         assert!(c.api.cookie_secure());
-        let env = [(
-            "TESTARENA_API_HOSTS".to_owned(),
-            "a.example, b.example:81".to_owned(),
-        )];
+        let env = [
+            (
+                "TESTARENA_API_HOSTS".to_owned(),
+                "a.example, b.example:81".to_owned(),
+            ),
+            ("TESTARENA_AUTH_ANONYMOUS".to_owned(), "read".to_owned()),
+        ];
         let c = Config::load(&Overrides::default(), env).unwrap();
         let hosts: Vec<String> = c.api.hosts.iter().map(ToString::to_string).collect();
         assert_eq!(hosts, ["a.example", "b.example:81"]);
@@ -290,7 +299,8 @@ mod tests {
             );
         }
         let secure = |url: &str| {
-            Config::from_toml("my.toml", &format!("[api]\npublic_url = \"{url}\""))
+            let text = format!("[api]\npublic_url = \"{url}\"\n[auth]\nanonymous = \"read\"");
+            Config::from_toml("my.toml", &text)
                 .map(|c| c.api.cookie_secure())
                 .map_err(|e| e.to_string())
         };
@@ -317,7 +327,7 @@ mod tests {
         let api = |hosts: &[&str], public_url: &str| {
             let hosts: Vec<String> = hosts.iter().map(|h| format!("\"{h}\"")).collect();
             let text = format!(
-                "[api]\nhosts = [{}]\npublic_url = \"{public_url}\"",
+                "[api]\nhosts = [{}]\npublic_url = \"{public_url}\"\n[auth]\nanonymous = \"read\"",
                 hosts.join(", ")
             );
             Config::from_toml("my.toml", &text).unwrap().api

@@ -432,7 +432,8 @@ impl Builder {
             hosts: auth::parse_hosts(origin, self.api.hosts.unwrap_or_default())?,
             public_url: auth::parse_public_url(origin, self.api.public_url)?,
         };
-        let auth = self.auth.finish(origin, listen)?;
+        let published = !api.hosts.is_empty() || api.public_url.is_some();
+        let auth = self.auth.finish(origin, listen, published)?;
         let w = self.worker;
         let max_attempts = w.max_attempts.unwrap_or(0);
         if max_attempts == 0 {

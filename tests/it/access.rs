@@ -422,7 +422,9 @@ async fn a_foreign_host_is_misdirected() {
             "{host}"
         );
     }
-    let (state, _dir) = test_state("[api]\nhosts = [\"ci.example.org\"]\n");
+    // Published under another name: anonymous must be chosen (it is no longer loopback only).
+    let (state, _dir) =
+        test_state("[api]\nhosts = [\"ci.example.org\"]\n[auth]\nanonymous = \"read\"\n");
     assert_eq!(
         call(&state, get("ci.example.org")).await.status,
         StatusCode::OK

@@ -70,7 +70,8 @@ fn write_reports(app: &TestApp, id: &str) -> std::path::PathBuf {
 /// A request sent byte for byte, so that `..` and `%2e%2e` reach the server unnormalised.
 async fn raw_get(app: &TestApp, target: &str) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-    let request = format!("GET {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    let host = app.addr;
+    let request = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await.unwrap();
