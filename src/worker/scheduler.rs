@@ -119,9 +119,10 @@ impl Scheduler {
         }
     }
 
-    /// The loop: a thin `select!` over shutdown, the change feed and freed slots.
+    /// The loop: a thin `select!` over shutdown, the change feed, freed slots and reloads.
     pub async fn run(self) {
         let mut changes = self.deps.store.subscribe();
+        let mut reloaded = self.config.subscribe();
         let shutdown = self.deps.shutdown.clone();
         loop {
             self.fill().await;
@@ -131,6 +132,8 @@ impl Scheduler {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = self.freed.notified() => break,
+                    // More slots, an environment's limit raised: queues may be claimable now.
+                    Ok(()) = reloaded.changed() => break,
                     change = changes.recv() => match change {
                         Ok(c) if c.task.is_none() && c.to == Some(Status::Waiting) => break,
                         Ok(_) => {}

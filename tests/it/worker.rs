@@ -498,3 +498,22 @@ async fn slots_and_max_parallel_hold_and_waiting_queues_say_why() {
     }
     app.stop().await;
 }
+
+/// A paused server (`slots = 0`) whose configuration is reloaded with a slot runs the queue
+/// that waits, without a new enqueue or any other change to wake it.
+#[tokio::test]
+async fn more_slots_from_a_reload_start_waiting_queues() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = make_repo(dir.path(), &[("scenarios/pass.xml", SCENARIO_PASS)]);
+    let toml = config("echo built > built.txt", "", "").replace("slots = 1", "slots = 0");
+    let app = spawn_app_with(&toml).await;
+    let id = enqueue(&app, request(&repo, json!({}))).await;
+    let q = app.get_json(&format!("/api/queues/{id}")).await.1;
+    assert_eq!(q["status"], "waiting");
+    assert_eq!(q["waiting_reason"], "worker paused ([worker] slots = 0)");
+    let mut reloaded = (*app.state.config()).clone();
+    reloaded.worker.slots = 1;
+    app.state.live.set(reloaded);
+    app.wait_status(&id, "passed", LIMIT).await;
+    app.stop().await;
+}
