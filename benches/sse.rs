@@ -29,7 +29,11 @@ fn main() {
         .expect("runtime");
     runtime.block_on(async {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = Config::from_toml("bench.toml", "[worker]\nslots = 0\n").expect("config");
+        let mut config = Config::from_toml(
+            "bench.toml",
+            "[worker]\nslots = 0\n[api]\nmax_sse_clients = 10000\nmax_sse_per_queue = 10000\n",
+        )
+        .expect("config");
         config.root = dir.path().join("root");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -223,7 +227,8 @@ async fn idle_memory(server: &Server) -> f64 {
         .await
         .expect("enqueue");
     let request = format!(
-        "GET /api/queues/{id}/log/stream HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"
+        "GET /api/queues/{id}/log/stream HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
+        server.addr
     );
     // Warm up allocator arenas and lazily built state with a first batch, then measure.
     let mut warm = open_idle(server, &request, 200).await;

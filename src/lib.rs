@@ -32,6 +32,7 @@ pub mod model;
 pub mod reload;
 pub mod report;
 pub mod scenario;
+pub mod serve;
 pub mod server;
 pub mod state;
 pub mod statuses;

@@ -11,8 +11,14 @@
 //! - `testarena_queues{status}`  queues stored, per status (at scrape time)
 //! - `testarena_slots`, `testarena_slots_busy`  the worker's capacity and use (at scrape time)
 //! - `testarena_sse_clients{stream}`  open SSE streams (`events`, `log`)
+//! - `testarena_sse_dropped_total{stream}`  SSE streams the server closed because the client
+//!   stopped reading
+//!
+//! The SSE guards also enforce `[api] max_sse_clients` and `max_sse_per_queue`: the counts the
+//! gauge shows are the ones the limits apply to.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
@@ -73,6 +79,37 @@ struct Inner {
     slots: Gauge,
     slots_busy: Gauge,
     sse_clients: Family<StreamLabel, Gauge>,
+    sse_dropped: Family<StreamLabel, Counter>,
+    /// Open SSE streams, in all and per queue log: what the limits are checked against.
+    sse_open: Mutex<SseOpen>,
+}
+
+#[derive(Default)]
+struct SseOpen {
+    total: usize,
+    per_queue: HashMap<String, usize>,
+}
+
+/// How many SSE streams may be open (`[api] max_sse_clients`, `max_sse_per_queue`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SseLimits {
+    /// Streams of every kind together.
+    pub total: usize,
+    /// Log streams of one queue.
+    pub per_queue: usize,
+}
+
+/// Why an SSE stream was refused: which limit it would cross.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SseFull {
+    #[error(
+        "the server already has {0} open event streams, its limit ([api] max_sse_clients); retry later"
+    )]
+    Total(usize),
+    #[error(
+        "queue {queue}'s log already has {limit} open streams, the limit per queue ([api] max_sse_per_queue); retry later"
+    )]
+    Queue { queue: String, limit: usize },
 }
 
 impl Default for Metrics {
@@ -119,6 +156,12 @@ impl Metrics {
             "Open server-sent event streams",
             sse_clients.clone(),
         );
+        let sse_dropped = Family::<StreamLabel, Counter>::default();
+        registry.register(
+            "sse_dropped",
+            "Server-sent event streams closed by the server because the client stopped reading",
+            sse_dropped.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -130,6 +173,8 @@ impl Metrics {
                 slots,
                 slots_busy,
                 sse_clients,
+                sse_dropped,
+                sse_open: Mutex::default(),
             }),
         }
     }
@@ -173,15 +218,60 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts an open SSE stream until the returned guard is dropped.
-    pub fn sse_client(&self, stream: &'static str) -> SseClient {
+    /// Counts an open SSE stream until the returned guard is dropped; `queue` is the queue whose
+    /// log it follows. Refused when it would cross a limit.
+    pub fn sse_client(
+        &self,
+        stream: &'static str,
+        queue: Option<&str>,
+        limits: SseLimits,
+    ) -> Result<SseClient, SseFull> {
+        {
+            let mut open = self.sse_open();
+            if open.total >= limits.total {
+                return Err(SseFull::Total(limits.total));
+            }
+            if let Some(queue) = queue {
+                let n = open.per_queue.entry(queue.to_owned()).or_default();
+                if *n >= limits.per_queue {
+                    let limit = limits.per_queue;
+                    if *n == 0 {
+                        open.per_queue.remove(queue);
+                    }
+                    return Err(SseFull::Queue {
+                        queue: queue.to_owned(),
+                        limit,
+                    });
+                }
+                *n += 1;
+            }
+            open.total += 1;
+        }
         let gauge = self
             .inner
             .sse_clients
             .get_or_create(&StreamLabel { stream })
             .clone();
         gauge.inc();
-        SseClient(gauge)
+        let dropped = self
+            .inner
+            .sse_dropped
+            .get_or_create(&StreamLabel { stream })
+            .clone();
+        Ok(SseClient {
+            inner: self.inner.clone(),
+            queue: queue.map(str::to_owned),
+            gauge,
+            dropped,
+        })
+    }
+
+    fn sse_open(&self) -> std::sync::MutexGuard<'_, SseOpen> {
+        // Held for a few additions, never across `.await`; the counts stay usable after a panic.
+        self.inner
+            .sse_open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The text exposition, with the scrape-time gauges set from `counts` and the slots.
@@ -203,11 +293,38 @@ impl Metrics {
 }
 
 /// An open SSE stream, counted while it lives.
-pub struct SseClient(Gauge);
+pub struct SseClient {
+    inner: Arc<Inner>,
+    queue: Option<String>,
+    gauge: Gauge,
+    dropped: Counter,
+}
+
+impl SseClient {
+    /// Counts this stream as closed by the server because the client stopped reading (the
+    /// counter outlives the guard).
+    pub fn stall_counter(&self) -> Counter {
+        self.dropped.clone()
+    }
+}
 
 impl Drop for SseClient {
     fn drop(&mut self) {
-        self.0.dec();
+        self.gauge.dec();
+        let mut open = self
+            .inner
+            .sse_open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        open.total = open.total.saturating_sub(1);
+        if let Some(queue) = &self.queue
+            && let Some(n) = open.per_queue.get_mut(queue)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.per_queue.remove(queue);
+            }
+        }
     }
 }
 
@@ -242,7 +359,8 @@ mod tests {
         };
         m.finished(&q);
         m.test(TestStatus::Failed);
-        let client = m.sse_client("log");
+        let client = m.sse_client("log", Some("q"), LOOSE).unwrap();
+        client.stall_counter().inc();
         let text = m.render(&[(Status::Waiting, 3), (Status::Passed, 1)], 2, 1);
         for line in [
             "testarena_queues_enqueued_total{source=\"gitea\"} 2",
@@ -255,6 +373,7 @@ mod tests {
             "testarena_slots 2",
             "testarena_slots_busy 1",
             "testarena_sse_clients{stream=\"log\"} 1",
+            "testarena_sse_dropped_total{stream=\"log\"} 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
@@ -268,5 +387,42 @@ mod tests {
             text.contains("testarena_sse_clients{stream=\"log\"} 0"),
             "{text}"
         );
+    }
+
+    const LOOSE: SseLimits = SseLimits {
+        total: 1000,
+        per_queue: 1000,
+    };
+
+    #[test]
+    fn sse_limits_count_every_stream_and_each_queue_log() {
+        let m = Metrics::new();
+        let limits = SseLimits {
+            total: 3,
+            per_queue: 2,
+        };
+        let a1 = m.sse_client("log", Some("a"), limits).unwrap();
+        let a2 = m.sse_client("log", Some("a"), limits).unwrap();
+        let full = m.sse_client("log", Some("a"), limits).err().unwrap();
+        assert_eq!(
+            full,
+            SseFull::Queue {
+                queue: "a".into(),
+                limit: 2
+            }
+        );
+        assert!(full.to_string().contains("max_sse_per_queue"), "{full}");
+        let events = m.sse_client("events", None, limits).unwrap();
+        let full = m.sse_client("log", Some("b"), limits).err().unwrap();
+        assert_eq!(full, SseFull::Total(3));
+        assert!(full.to_string().contains("max_sse_clients"), "{full}");
+        drop(a1);
+        let b = m.sse_client("log", Some("b"), limits).unwrap();
+        assert!(m.sse_client("events", None, limits).is_err());
+        drop((a2, b, events));
+        assert_eq!(m.sse_open().total, 0);
+        assert!(m.sse_open().per_queue.is_empty());
+        let text = m.render(&[], 0, 0);
+        assert!(text.contains("testarena_sse_clients{stream=\"events\"} 0"));
     }
 }

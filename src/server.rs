@@ -50,9 +50,13 @@ impl Server {
         let store = tokio::task::spawn_blocking(move || Store::open(&db_path))
             .await?
             .context("cannot open the store")?;
-        // Before recovery: the queues it ends are counted and get their statuses.
+        // Before recovery: the queues it ends are counted (from the feed) and get their
+        // statuses (they come after the commit statuses' position in the event table).
         let finished_changes = store.follow();
-        let status_changes = store.follow();
+        let statuses_from = store
+            .init_statuses_cursor()
+            .await
+            .context("cannot read the commit statuses' position")?;
         let recovered = store.recover(config.worker.max_attempts).await?;
         for q in &recovered {
             tracing::warn!(queue = %q.id, status = %q.status, attempt = q.attempt, "recovered a queue interrupted by a crash");
@@ -87,19 +91,20 @@ impl Server {
         tracker.spawn(count_finished(state.clone(), finished_changes));
         tracker.spawn(crate::statuses::run(
             state.live.clone(),
-            status_changes,
+            state.store.clone(),
+            statuses_from,
             state.shutdown.clone(),
         ));
         let app = api::router(state.clone());
-        let stop = shutdown.clone();
-        tracker.spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "http server failed");
-            }
-        });
+        let nofile = crate::serve::raise_fd_limit();
+        let max_connections = crate::serve::max_connections(nofile);
+        tracing::debug!(nofile, max_connections, "connection limit");
+        tracker.spawn(crate::serve::serve(
+            listener,
+            app,
+            max_connections,
+            shutdown.clone(),
+        ));
         tracing::info!(%addr, "serving");
         Ok(Server {
             state,

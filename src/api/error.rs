@@ -89,6 +89,26 @@ impl From<StoreError> for ApiError {
                 "unavailable",
                 "the server is shutting down; retry later",
             ),
+            StoreError::Storage {
+                message,
+                full: true,
+            } => ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "storage_full",
+                format!(
+                    "the server's data root is full ({message}): nothing was written; free space there and retry (the server recovers by itself)"
+                ),
+            ),
+            StoreError::Storage {
+                message,
+                full: false,
+            } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_error",
+                format!(
+                    "the server cannot write its store ({message}): nothing was written; retry later"
+                ),
+            ),
             StoreError::Other(m) => ApiError::internal(m),
         }
     }

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::ApiQuery;
-use super::sse::{frame, resume_point, sse_response};
+use super::sse::{admit, frame, resume_point, sse_response};
 use crate::store::{Feed, Follower};
 use crate::wire::{ChangeRecord, ResetRecord};
 
@@ -28,6 +28,10 @@ pub async fn stream(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let from = resume_point(&headers, &params, "change sequence number")?;
+    let counted = match admit(&state, "events", None) {
+        Ok(counted) => counted,
+        Err(refused) => return Ok(*refused),
+    };
     let follower = match from {
         Some(seq) => state.store.follow_from(seq),
         None => state.store.follow(),
@@ -41,7 +45,11 @@ pub async fn stream(
         let frame = client.next_frame().await?;
         Some((frame, client))
     });
-    Ok(sse_response(frames, state.metrics.sse_client("events")))
+    Ok(sse_response(
+        frames,
+        counted,
+        state.config().api.sse_send_timeout,
+    ))
 }
 
 /// One client's position in the change feed.

@@ -7,6 +7,10 @@
 //! streams the same way as a live one.
 
 use std::collections::HashMap;
+use std::io;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -18,7 +22,7 @@ use tower_http::services::ServeFile;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
-use super::sse::{frame, resume_point, sse_response};
+use super::sse::{admit, frame, resume_point, sse_response};
 use super::validate::parse_id;
 use crate::logs::{FollowError, FollowItem, LogFollower};
 use crate::model::{QueueId, Status};
@@ -26,8 +30,12 @@ use crate::store::{Feed, Follower, Store};
 
 /// The most lines `?tail=` returns.
 const MAX_TAIL: usize = 100_000;
+/// How much of the log a `?tail=` answer reads at a time.
+const TAIL_CHUNK: usize = 64 * 1024;
 
 /// `GET /api/queues/{id}/log[?tail=N]`: `text/plain`; `Range: bytes=` is honoured (206/416).
+/// `?tail=N` finds where the last `N` lines start by reading the file backwards, then streams
+/// from there: memory per request is a few chunks, whatever the log, its lines and `N`.
 pub async fn text(
     State(state): State<AppState>,
     ApiPath(raw): ApiPath<String>,
@@ -41,11 +49,23 @@ pub async fn text(
     }
     if let Some(lines) = tail {
         let hub = state.logs.clone();
-        let bytes = tokio::task::spawn_blocking(move || hub.tail(&id, lines))
+        let tail = tokio::task::spawn_blocking(move || hub.tail(&id, lines))
             .await
             .map_err(ApiError::internal)?
             .map_err(ApiError::internal)?;
-        return Ok(plain_text(Body::from(bytes)));
+        let Some(file) = tail.file.filter(|_| !tail.range.is_empty()) else {
+            return Ok(plain_text(Body::empty()));
+        };
+        let len = tail.range.end - tail.range.start;
+        let chunks = read_range(Arc::new(file), tail.range);
+        let body = super::send::bounded(chunks, state.config().api.sse_send_timeout, || {
+            tracing::info!("closed a log tail answer whose client stopped reading");
+        });
+        let mut response = plain_text(Body::from_stream(body));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        return Ok(response);
     }
     let path = state.logs.path(&id);
     if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
@@ -61,6 +81,31 @@ pub async fn text(
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(response)
+}
+
+/// The bytes `range` of `file`, [`TAIL_CHUNK`] at a time, each read on a blocking thread when
+/// the one before is taken.
+fn read_range(
+    file: Arc<std::fs::File>,
+    range: Range<u64>,
+) -> impl futures_util::Stream<Item = io::Result<Bytes>> + Send + 'static {
+    futures_util::stream::try_unfold(range, move |range| {
+        let file = file.clone();
+        async move {
+            if range.is_empty() {
+                return Ok(None);
+            }
+            let start = range.start;
+            let len = (range.end - start).min(TAIL_CHUNK as u64) as usize;
+            let chunk = tokio::task::spawn_blocking(move || {
+                let mut chunk = vec![0u8; len];
+                file.read_exact_at(&mut chunk, start).map(|()| chunk)
+            })
+            .await
+            .map_err(io::Error::other)??;
+            Ok(Some((Bytes::from(chunk), start + len as u64..range.end)))
+        }
+    })
 }
 
 fn tail_param(params: &HashMap<String, String>) -> Result<Option<usize>, ApiError> {
@@ -108,6 +153,10 @@ pub async fn stream(
 ) -> Result<Response, ApiError> {
     let id = parse_id(&raw)?;
     let from = resume_point(&headers, &params, "byte offset")?.unwrap_or(0);
+    let client = match admit(&state, "log", Some(id.as_str())) {
+        Ok(client) => client,
+        Err(refused) => return Ok(*refused),
+    };
     // Follow the change feed from before reading the status: no transition falls between.
     let changes = state.store.follow();
     let view = state
@@ -133,7 +182,11 @@ pub async fn stream(
         let frame = follow.next_frame().await?;
         Some((frame, follow))
     });
-    Ok(sse_response(frames, state.metrics.sse_client("log")))
+    Ok(sse_response(
+        frames,
+        client,
+        state.config().api.sse_send_timeout,
+    ))
 }
 
 /// One client following one queue's log.

@@ -3,7 +3,8 @@
 //! - `queues`   enqueue, list, get, abort, delete
 //! - `logs`     a queue's log as text and as a resumable SSE stream
 //! - `events`   the change feed as a resumable SSE stream
-//! - `sse`      what every SSE stream shares: event framing, keep-alive, resume point
+//! - `sse`      what every SSE stream shares: event framing, limits, keep-alive, resume point
+//! - `send`     streaming bodies that hold at most one chunk for a client that does not read
 //! - `files`    report files under a queue's directory, read-only
 //! - `pages`    the dashboard: queue list, queue page, static assets
 //! - `validate` parsing an enqueue request at the edge
@@ -21,6 +22,7 @@ pub mod json;
 pub mod logs;
 pub mod pages;
 pub mod queues;
+pub mod send;
 pub mod session;
 pub mod sse;
 pub mod validate;
@@ -135,8 +137,12 @@ pub fn router(state: AppState) -> Router {
     routes(state).0
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+/// `GET /healthz`: 200 `ok`, or 503 with the cause while the store cannot write.
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.store.fault() {
+        None => "ok\n".into_response(),
+        Some(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+    }
 }
 
 /// `GET /metrics`: Prometheus/OpenMetrics text (see `crate::metrics`).

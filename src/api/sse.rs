@@ -1,5 +1,7 @@
 //! The server-sent-events conventions every stream of the API shares: the wire format of an
-//! event, the response (headers, keep-alive), and the resume point (`Last-Event-ID` or `?from=`).
+//! event, the limits on open streams ([`admit`]), the response (headers, keep-alive, at most one
+//! chunk held for a client that does not read: see [`super::send`]), and the resume point
+//! (`Last-Event-ID` or `?from=`).
 //!
 //! Framed by hand rather than with axum's `Sse`: the log stream sends hundreds of lines per
 //! event, and per-line formatting there was the server's largest cost.
@@ -9,18 +11,53 @@ use std::io::Write;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
 use tokio::time::Instant;
 
+use super::AppState;
 use super::error::ApiError;
+use crate::metrics::{SseClient, SseLimits};
 
 /// How often an idle stream sends a comment, so that proxies keep it open.
 pub(crate) const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// The reconnection delay announced on the first event.
 pub(crate) const RETRY: Duration = Duration::from_secs(2);
 const KEEP_ALIVE_FRAME: &[u8] = b":\n\n";
+/// What a refused stream is told to wait before it tries again.
+const RETRY_AFTER_SECONDS: u64 = 5;
+
+/// Counts a new stream (`log` of `queue`, or `events`) against `[api] max_sse_clients` and
+/// `max_sse_per_queue`; over a limit, the answer to send instead: 503 naming the limit, with
+/// `Retry-After`.
+pub(crate) fn admit(
+    state: &AppState,
+    stream: &'static str,
+    queue: Option<&str>,
+) -> Result<SseClient, Box<Response>> {
+    let api = &state.config().api;
+    let limits = SseLimits {
+        total: api.max_sse_clients,
+        per_queue: api.max_sse_per_queue,
+    };
+    state
+        .metrics
+        .sse_client(stream, queue, limits)
+        .map_err(|full| {
+            tracing::debug!(%full, "refused an SSE stream");
+            let mut response = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_streams",
+                full.to_string(),
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+            Box::new(response)
+        })
+}
 
 /// One event in SSE wire format: `event:`, `retry:` when asked, `id:`, then one `data:` field
 /// per line of `data`. Written by hand into one buffer of about the right size: the log stream sends
@@ -32,8 +69,11 @@ pub(crate) fn frame(event: &str, id: Option<u64>, data: &str, retry: bool) -> By
     } else {
         data.into()
     };
-    // `data: ` and `\n` per line: room for lines of 56 bytes on average; shorter ones grow it.
-    let mut out = Vec::with_capacity(data.len() + data.len() / 8 + event.len() + 64);
+    // Exactly the size of the frame (`data: ` and `\n` per line; the `id` and `retry` fields
+    // take at most 64 bytes): the frame may sit in the connection's buffer while the client
+    // reads slowly, and a grown `Vec` would hold up to twice that.
+    let lines = data.bytes().filter(|&b| b == b'\n').count() + 1;
+    let mut out = Vec::with_capacity(data.len() + lines * 7 + event.len() + 64);
     out.extend_from_slice(b"event: ");
     out.extend_from_slice(event.as_bytes());
     out.push(b'\n');
@@ -54,31 +94,37 @@ pub(crate) fn frame(event: &str, id: Option<u64>, data: &str, retry: bool) -> By
 }
 
 /// An SSE response over a stream of frames: a keep-alive comment after [`KEEP_ALIVE`] without
-/// a frame, no caching, no buffering by proxies. The response ends when `frames` does.
-pub(crate) fn sse_response<S, G>(frames: S, guard: G) -> Response
+/// a frame, no caching, no buffering by proxies. The response ends when `frames` does; it is
+/// cut when the client has not taken a frame for `send_timeout` (see [`super::send`]), and the
+/// client resumes from its last event id.
+pub(crate) fn sse_response<S>(frames: S, client: SseClient, send_timeout: Duration) -> Response
 where
     S: Stream<Item = Bytes> + Send + 'static,
-    G: Send + 'static,
 {
-    // `guard` lives as long as the stream (e.g. counts the client in the metrics).
-    let body = futures_util::stream::unfold(
+    let stalled = client.stall_counter();
+    // `client` lives as long as the stream: it is counted in the metrics and the limits.
+    let frames = futures_util::stream::unfold(
         (
             Box::pin(frames),
             Box::pin(tokio::time::sleep(KEEP_ALIVE)),
-            guard,
+            client,
         ),
-        |(mut frames, mut idle, guard)| async move {
+        |(mut frames, mut idle, client)| async move {
             let frame = tokio::select! {
                 frame = frames.next() => frame?,
                 () = idle.as_mut() => Bytes::from_static(KEEP_ALIVE_FRAME),
             };
             idle.as_mut().reset(Instant::now() + KEEP_ALIVE);
-            Some((
-                Ok::<_, std::convert::Infallible>(frame),
-                (frames, idle, guard),
-            ))
+            Some((Ok(frame), (frames, idle, client)))
         },
     );
+    let body = super::send::bounded(frames, send_timeout, move || {
+        stalled.inc();
+        tracing::info!(
+            timeout = ?send_timeout,
+            "closed an event stream whose client stopped reading; it can resume from its last event id"
+        );
+    });
     (
         [
             (header::CONTENT_TYPE, "text/event-stream"),
@@ -176,7 +222,17 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_idle_stream_sends_keep_alive_comments() {
-        let response = sse_response(futures_util::stream::pending::<Bytes>(), ());
+        let metrics = crate::metrics::Metrics::new();
+        let limits = SseLimits {
+            total: 1,
+            per_queue: 1,
+        };
+        let client = metrics.sse_client("events", None, limits).unwrap();
+        let response = sse_response(
+            futures_util::stream::pending::<Bytes>(),
+            client,
+            Duration::from_secs(3600),
+        );
         assert_eq!(response.headers()["content-type"], "text/event-stream");
         assert_eq!(response.headers()["x-accel-buffering"], "no");
         let mut body = response.into_body().into_data_stream();

@@ -24,8 +24,25 @@ pub struct EnqueueBody {
 
 pub fn parse_id(raw: &str) -> Result<QueueId, ApiError> {
     QueueId::parse(raw).map_err(|e| {
-        ApiError::bad_request("invalid_id", format!("queue id {raw:?}: {e}"), Some("id"))
+        ApiError::bad_request(
+            "invalid_id",
+            format!("queue id {}: {e}", quoted(raw)),
+            Some("id"),
+        )
     })
+}
+
+/// Longest part of a value a refusal quotes, in characters.
+const QUOTED_CHARS: usize = 100;
+
+/// `value` quoted for a refusal, cut after [`QUOTED_CHARS`] characters: the answer stays small
+/// whatever was sent (a body may be up to `[api] max_body`, and quoting escapes each control
+/// character into several).
+fn quoted(value: &str) -> String {
+    match value.char_indices().nth(QUOTED_CHARS) {
+        None => format!("{value:?}"),
+        Some((end, _)) => format!("{:?}… ({} bytes)", &value[..end], value.len()),
+    }
 }
 
 fn invalid(field: &str, message: String) -> ApiError {
@@ -40,7 +57,7 @@ pub fn enqueue(body: &EnqueueBody, config: &Config) -> Result<(QueueId, QueueReq
     repo(&body.repo)?;
     allowed_repo(&body.repo, config)?;
     if let Some(b) = &body.branch {
-        ref_name(b).map_err(|m| invalid("branch", format!("branch {b:?}: {m}")))?;
+        ref_name(b).map_err(|m| invalid("branch", format!("branch {}: {m}", quoted(b))))?;
     }
     if let Some(c) = &body.commit {
         commit(c)?;
@@ -49,8 +66,8 @@ pub fn enqueue(body: &EnqueueBody, config: &Config) -> Result<(QueueId, QueueReq
         return Err(invalid(
             "environment",
             format!(
-                "unknown environment {:?}: use one of {}",
-                body.environment,
+                "unknown environment {}: use one of {}",
+                quoted(&body.environment),
                 config.environment_names().join(", ")
             ),
         ));
@@ -86,7 +103,7 @@ pub fn generate_id() -> QueueId {
 
 /// A URL (`scheme://…`, `user@host:path`) or a local path; never something git reads as an option.
 pub(super) fn repo(r: &str) -> Result<(), ApiError> {
-    let bad = |m: &str| Err(invalid("repo", format!("repo {r:?}: {m}")));
+    let bad = |m: &str| Err(invalid("repo", format!("repo {}: {m}", quoted(r))));
     if r.trim().is_empty() {
         return bad("must not be empty: give a git URL or a local path");
     }
@@ -152,7 +169,10 @@ fn commit(c: &str) -> Result<(), ApiError> {
     } else {
         Err(invalid(
             "commit",
-            format!("commit {c:?}: use a commit hash of 4 to 64 hexadecimal digits"),
+            format!(
+                "commit {}: use a commit hash of 4 to 64 hexadecimal digits",
+                quoted(c)
+            ),
         ))
     }
 }
@@ -186,7 +206,7 @@ fn scenario_path(i: usize, s: &str) -> Result<(), ApiError> {
         ));
     }
     crate::model::check_scenario_path(s)
-        .map_err(|m| invalid("scenarios", format!("scenario {s:?}: {m}")))
+        .map_err(|m| invalid("scenarios", format!("scenario {}: {m}", quoted(s))))
 }
 
 fn priority(p: i32) -> Result<i32, ApiError> {
@@ -304,6 +324,30 @@ mod tests {
         assert!(e.message.contains("at most 1024 bytes"), "{}", e.message);
         let e = refused(serde_json::json!({ "scenarios": [huge] })).unwrap();
         assert!(e.message.len() < 200, "{}", e.message);
+    }
+
+    /// Found by fuzzing (`fixtures/fuzz/enqueue/`): refusals quoted the whole value, so a 1 MiB
+    /// body came back as an answer of up to 3.5 MiB (quoting writes a combining mark, two bytes
+    /// of JSON, as the seven of `\u{301}`).
+    #[test]
+    fn refusals_quote_at_most_100_characters() {
+        let long = "\u{301}".repeat(1 << 19);
+        for extra in [
+            serde_json::json!({ "id": long }),
+            serde_json::json!({ "repo": long }),
+            serde_json::json!({ "repo": format!("https://x/{}", "r".repeat(1 << 20)) }),
+            serde_json::json!({ "branch": long }),
+            serde_json::json!({ "commit": long }),
+            serde_json::json!({ "environment": long }),
+            serde_json::json!({ "scenarios": [format!("{}\u{1}", "s".repeat(1000))] }),
+        ] {
+            let e = refused(extra).unwrap();
+            let field = e.field.unwrap_or_default();
+            assert!(e.message.len() < 1000, "{field}: {} bytes", e.message.len());
+            assert!(e.message.contains("bytes)"), "{field}: {:.200}", e.message);
+        }
+        let e = refused(serde_json::json!({ "branch": "a..b" })).unwrap();
+        assert_eq!(e.message, "branch \"a..b\": must not contain \"..\"");
     }
 
     #[test]

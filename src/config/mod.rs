@@ -79,6 +79,13 @@ pub struct ApiConfig {
     pub hosts: Vec<HostPattern>,
     /// The server's own address as users reach it, e.g. `https://ci.example.org/`.
     pub public_url: Option<reqwest::Url>,
+    /// Open SSE streams (`/api/events` and log streams together) at most; more get 503.
+    pub max_sse_clients: usize,
+    /// Open log streams of one queue at most; more get 503.
+    pub max_sse_per_queue: usize,
+    /// A streaming response (SSE, `?tail=`) whose client has not taken the next chunk for this
+    /// long is closed; an SSE client resumes from its last event id.
+    pub sse_send_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +98,8 @@ pub struct WorkerConfig {
     pub silence_timeout: Option<Duration>,
     pub max_attempts: u32,
     pub max_line: usize,
+    /// Below this much free space on the data root, queues wait instead of starting.
+    pub min_free_space: u64,
     /// Where repositories may come from (queues, webhooks, submodules).
     pub allowed_repos: AllowedRepos,
 }
@@ -155,6 +164,9 @@ struct ApiLayer {
     max_body: Option<Size>,
     hosts: Option<Vec<String>>,
     public_url: Option<String>,
+    max_sse_clients: Option<usize>,
+    max_sse_per_queue: Option<usize>,
+    sse_send_timeout: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -167,6 +179,7 @@ struct WorkerLayer {
     silence_timeout: Option<Dur>,
     max_attempts: Option<u32>,
     max_line: Option<Size>,
+    min_free_space: Option<Size>,
     allowed_repos: Option<Vec<String>>,
 }
 
@@ -288,7 +301,16 @@ impl Builder {
     fn apply(mut self, layer: Layer) -> Builder {
         take!(self, layer, listen, root);
         if let Some(api) = layer.api {
-            take!(self.api, api, max_body, hosts, public_url);
+            take!(
+                self.api,
+                api,
+                max_body,
+                hosts,
+                public_url,
+                max_sse_clients,
+                max_sse_per_queue,
+                sse_send_timeout
+            );
         }
         if let Some(a) = layer.auth {
             self.auth.apply(a);
@@ -304,6 +326,7 @@ impl Builder {
                 silence_timeout,
                 max_attempts,
                 max_line,
+                min_free_space,
                 allowed_repos
             );
         }
@@ -372,6 +395,13 @@ impl Builder {
                     self.api.hosts = Some(list.filter(|e| !e.is_empty()).collect())
                 }
                 "TESTARENA_API_PUBLIC_URL" => self.api.public_url = Some(value),
+                "TESTARENA_API_MAX_SSE_CLIENTS" => {
+                    self.api.max_sse_clients = Some(num(&value)? as usize)
+                }
+                "TESTARENA_API_MAX_SSE_PER_QUEUE" => {
+                    self.api.max_sse_per_queue = Some(num(&value)? as usize)
+                }
+                "TESTARENA_API_SSE_SEND_TIMEOUT" => self.api.sse_send_timeout = Some(dur(&value)?),
                 "TESTARENA_AUTH_ANONYMOUS" => {
                     let anonymous = value.trim().parse();
                     self.auth.anonymous = Some(anonymous.map_err(|m| invalid(&origin, m))?)
@@ -388,6 +418,10 @@ impl Builder {
                 }
                 "TESTARENA_WORKER_MAX_ATTEMPTS" => {
                     self.worker.max_attempts = Some(num(&value)? as u32)
+                }
+                "TESTARENA_WORKER_MIN_FREE_SPACE" => {
+                    self.worker.min_free_space =
+                        Some(Size(parse_size(&value).map_err(|m| invalid(&origin, m))?))
                 }
                 "TESTARENA_WORKER_ALLOWED_REPOS" => {
                     let list = value.split(',').map(|e| e.trim().to_owned());
@@ -431,6 +465,13 @@ impl Builder {
             max_body,
             hosts: auth::parse_hosts(origin, self.api.hosts.unwrap_or_default())?,
             public_url: auth::parse_public_url(origin, self.api.public_url)?,
+            max_sse_clients: at_least_one(origin, "api.max_sse_clients", self.api.max_sse_clients)?,
+            max_sse_per_queue: at_least_one(
+                origin,
+                "api.max_sse_per_queue",
+                self.api.max_sse_per_queue,
+            )?,
+            sse_send_timeout: nonzero(origin, "api.sse_send_timeout", self.api.sse_send_timeout)?,
         };
         let published = !api.hosts.is_empty() || api.public_url.is_some();
         let auth = self.auth.finish(origin, listen, published)?;
@@ -454,6 +495,7 @@ impl Builder {
             silence_timeout: w.silence_timeout.map(|d| d.0).filter(|d| !d.is_zero()),
             max_attempts,
             max_line,
+            min_free_space: w.min_free_space.map_or(0, |s| s.0 as u64),
             allowed_repos: AllowedRepos::parse(&w.allowed_repos.unwrap_or_default())
                 .map_err(|m| invalid(origin, format!("worker.allowed_repos: {m}")))?,
         };
@@ -554,6 +596,11 @@ impl Builder {
             echo_logs: false,
         })
     }
+}
+
+fn at_least_one(origin: &str, key: &str, n: Option<usize>) -> Result<usize, ConfigError> {
+    n.filter(|n| *n >= 1)
+        .ok_or_else(|| invalid(origin, format!("{key}: must be at least 1")))
 }
 
 fn nonzero(origin: &str, key: &str, d: Option<Dur>) -> Result<Duration, ConfigError> {

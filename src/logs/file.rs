@@ -77,50 +77,78 @@ pub(crate) fn read_lines(path: &Path, offset: u64, max: usize) -> io::Result<Opt
     }
 }
 
-/// The last `n` complete lines of the file (a partial last line is left out); empty when the
-/// file does not exist.
-pub(crate) fn tail(path: &Path, n: usize) -> io::Result<Vec<u8>> {
+/// How much of the file [`tail`] reads at a time, going backwards.
+const TAIL_BLOCK: usize = 64 * 1024;
+
+/// The last `n` complete lines of a file, as a byte range of an open handle on it.
+#[derive(Debug)]
+pub struct Tail {
+    /// `None` when the file does not exist.
+    pub file: Option<File>,
+    /// From the start of the first line wanted to just after the last `\n` (a partial last
+    /// line is left out); empty when there is nothing to send.
+    pub range: std::ops::Range<u64>,
+}
+
+/// Where the last `n` complete lines of the file are. The file is read backwards in blocks of
+/// 64 KiB, counting newlines, so memory stays one block whatever the file's size, its line
+/// lengths and `n`; the caller streams the range from the returned handle (the same file even if
+/// it is replaced meanwhile).
+pub(crate) fn tail(path: &Path, n: usize) -> io::Result<Tail> {
     let file = match File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok(Tail {
+                file: None,
+                range: 0..0,
+            });
+        }
         Err(e) => return Err(e),
     };
     let len = file.metadata()?.len();
+    let range = tail_range(&file, len, n, TAIL_BLOCK)?;
+    Ok(Tail {
+        file: Some(file),
+        range,
+    })
+}
+
+/// [`tail`]'s scan over the first `len` bytes of `file`, `block` bytes at a time.
+fn tail_range(file: &File, len: u64, n: usize, block: usize) -> io::Result<std::ops::Range<u64>> {
     if n == 0 || len == 0 {
-        return Ok(Vec::new());
+        return Ok(0..0);
     }
     // Scan backwards: the first `\n` found ends the last complete line, the `n + 1`-th one
     // ends the line before the first wanted.
-    const BLOCK: u64 = 64 * 1024;
-    let mut block = Vec::new();
+    let mut buf = vec![0u8; block.min(usize::try_from(len).unwrap_or(usize::MAX))];
     let mut pos = len;
     let mut end = None;
     let mut seen = 0;
-    let mut start = 0;
-    'scan: while pos > 0 {
-        let from = pos.saturating_sub(BLOCK);
-        block.clear();
-        read_more(&file, from, &mut block, (pos - from) as usize)?;
-        for (i, &b) in block.iter().enumerate().rev() {
-            if b != b'\n' {
-                continue;
-            }
+    while pos > 0 {
+        let from = pos.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(pos - from) as usize];
+        file.read_exact_at(chunk, from)?;
+        for i in memrchr_iter(chunk) {
             let after = from + i as u64 + 1;
             end.get_or_insert(after);
             seen += 1;
             if seen == n + 1 {
-                start = after;
-                break 'scan;
+                return Ok(after..end.unwrap_or(after));
             }
         }
         pos = from;
     }
-    let Some(end) = end else {
-        return Ok(Vec::new());
-    };
-    let mut bytes = Vec::new();
-    read_more(&file, start, &mut bytes, (end - start) as usize)?;
-    Ok(bytes)
+    // Fewer than `n + 1` newlines: every complete line, from the start.
+    Ok(0..end.unwrap_or(0))
+}
+
+/// Positions of `\n` in `bytes`, last first.
+fn memrchr_iter(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    bytes
+        .iter()
+        .enumerate()
+        .rev()
+        .filter_map(|(i, &b)| (b == b'\n').then_some(i))
 }
 
 /// Appends up to `want` bytes read at `offset + bytes.len()`; returns how many were read (fewer
@@ -144,6 +172,8 @@ fn read_more(file: &File, offset: u64, bytes: &mut Vec<u8>, want: usize) -> io::
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn file_with(content: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
@@ -182,11 +212,32 @@ mod tests {
         assert_eq!(len(&path).unwrap(), 0);
     }
 
+    /// The last `n` complete lines, the plain way.
+    fn naive_tail(content: &[u8], n: usize) -> Vec<u8> {
+        let complete = match content.iter().rposition(|&b| b == b'\n') {
+            Some(i) => &content[..=i],
+            None => return Vec::new(),
+        };
+        let lines: Vec<&[u8]> = complete.split_inclusive(|&b| b == b'\n').collect();
+        lines[lines.len().saturating_sub(n)..].concat()
+    }
+
+    fn read_tail(path: &Path, n: usize) -> Vec<u8> {
+        let Tail { file, range } = tail(path, n).unwrap();
+        let mut bytes = vec![0u8; (range.end - range.start) as usize];
+        if let Some(file) = file {
+            file.read_exact_at(&mut bytes, range.start).unwrap();
+        } else {
+            assert!(range.is_empty());
+        }
+        bytes
+    }
+
     #[test]
     fn tail_takes_the_last_complete_lines() {
         let check = |content: &[u8], n: usize, expected: &str| {
             let (_dir, path) = file_with(content);
-            let got = tail(&path, n).unwrap();
+            let got = read_tail(&path, n);
             assert_eq!(
                 String::from_utf8(got).unwrap(),
                 expected,
@@ -198,10 +249,30 @@ mod tests {
         check(b"a\nb\nc\n", 10, "a\nb\nc\n");
         check(b"a\nb\nc\n", 0, "");
         check(b"a\nb\npart", 1, "b\n");
+        check(b"part", 1, "");
         check(b"\n\n", 1, "\n");
         check(b"", 5, "");
         let many: String = (0..100_000).map(|i| format!("{i}\n")).collect();
         check(many.as_bytes(), 3, "99997\n99998\n99999\n");
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_tail(&dir.path().join("none.log"), 3).is_empty());
+    }
+
+    proptest! {
+        /// Any content, any `n`, blocks small enough to cut lines and newlines anywhere.
+        #[test]
+        fn tail_matches_the_naive_tail(
+            content in proptest::collection::vec(
+                prop_oneof![Just(b'\n'), Just(b'x'), Just(0xffu8)], 0..400),
+            n in 0usize..50,
+            block in 1usize..70,
+        ) {
+            let (_dir, path) = file_with(&content);
+            let file = File::open(&path).unwrap();
+            let range = tail_range(&file, content.len() as u64, n, block).unwrap();
+            let got = &content[range.start as usize..range.end as usize];
+            prop_assert_eq!(got, &naive_tail(&content, n)[..]);
+        }
     }
 
     #[test]

@@ -9,8 +9,11 @@ use tokio::sync::{broadcast, watch};
 
 use super::{Chunk, QueueLog, file};
 
-/// About how many bytes one batch carries (a single longer line is still one batch).
-const BATCH_BYTES: usize = 256 * 1024;
+/// About how many bytes one batch carries: from the file, a single longer line is still one
+/// batch; from the channel, the last chunk taken is taken whole (at most 64 KiB). An SSE client
+/// that does not read holds about one batch, so this stays small; a chunk the writer broadcasts
+/// is about 32 KiB.
+const BATCH_BYTES: usize = 32 * 1024;
 
 /// Why a follower could not start.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +64,8 @@ pub struct LogFollower {
     /// Read the file before looking at the channel again.
     from_file: bool,
     idle_reported: bool,
-    /// A chunk taken from the channel but not delivered to its end (the batch was full).
+    /// A chunk just received from the channel, for [`LogFollower::take_from_channel`]; never
+    /// kept from one call of `next` to the next.
     carry: Option<Arc<Chunk>>,
 }
 
@@ -173,13 +177,15 @@ impl LogFollower {
         }))
     }
 
-    /// Takes whole lines from the channel, without waiting, up to [`BATCH_BYTES`].
+    /// Takes whole chunks from the channel, without waiting, until the batch holds
+    /// [`BATCH_BYTES`] or more. A chunk is never split, so nothing is kept for the next call: a
+    /// follower whose client stopped reading pins no chunk the channel has let go.
     fn take_from_channel(&mut self) -> Taken {
         let mut bytes: Vec<u8> = Vec::new();
         let mut offset = self.offset;
         // The channel cannot say what follows `offset`: a chunk was missed, or is too big for it.
         let mut gap = false;
-        loop {
+        while bytes.len() < BATCH_BYTES {
             let chunk = match self.carry.take() {
                 Some(chunk) => chunk,
                 None => match self.rx.try_recv() {
@@ -198,26 +204,8 @@ impl LogFollower {
                 gap = true;
                 break;
             };
-            let rest = &data[(offset - chunk.start) as usize..];
-            let room = BATCH_BYTES.saturating_sub(bytes.len());
-            let take = if rest.len() <= room {
-                rest.len()
-            } else if let Some(cut) = rest[..room].iter().rposition(|&b| b == b'\n') {
-                cut + 1
-            } else if bytes.is_empty() {
-                // One line longer than a batch: it goes alone.
-                rest.iter()
-                    .position(|&b| b == b'\n')
-                    .map_or(rest.len(), |i| i + 1)
-            } else {
-                0
-            };
-            bytes.extend_from_slice(&rest[..take]);
-            offset += take as u64;
-            if offset < chunk.end {
-                self.carry = Some(chunk);
-                break;
-            }
+            bytes.extend_from_slice(&data[(offset - chunk.start) as usize..]);
+            offset = chunk.end;
         }
         // What is in hand goes out first; the file has the rest.
         self.from_file |= gap;

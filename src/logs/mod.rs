@@ -30,6 +30,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::model::QueueId;
 
+pub use file::Tail;
 pub use follower::{Batch, FollowError, FollowItem, LogFollower};
 pub use writer::LogWriter;
 
@@ -102,9 +103,10 @@ impl LogHub {
         LogFollower::new(self.entry(id), from)
     }
 
-    /// The last `lines` complete lines of the queue's log, as in the file; empty when there is
-    /// no log. Blocking: call it from `spawn_blocking`.
-    pub fn tail(&self, id: &QueueId, lines: usize) -> std::io::Result<Vec<u8>> {
+    /// Where the last `lines` complete lines of the queue's log are (a partial last line is left
+    /// out): an open handle and a byte range to stream, found by reading the file backwards one
+    /// block at a time; empty when there is no log. Blocking: call it from `spawn_blocking`.
+    pub fn tail(&self, id: &QueueId, lines: usize) -> std::io::Result<Tail> {
         file::tail(&self.path(id), lines)
     }
 

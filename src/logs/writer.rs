@@ -44,7 +44,8 @@ struct State {
     end: u64,
     pending: Vec<u8>,
     closed: bool,
-    /// The first write error since the last `sync`, reported by `sync`/`close`.
+    /// The first write error, reported by every later `sync` and by `close`: a log that lost
+    /// lines stays failed.
     error: Option<io::Error>,
 }
 
@@ -124,7 +125,9 @@ impl LogWriter {
         let error = {
             let mut st = self.inner.lock();
             self.inner.write_pending(&mut st);
-            st.error.take()
+            st.error
+                .as_ref()
+                .map(|e| io::Error::new(e.kind(), e.to_string()))
         };
         if let Some(e) = error {
             return Err(e);

@@ -300,6 +300,33 @@ fn a_hostile_depth_is_one_diagnostic_not_a_stack_overflow() {
     assert!(depth_error(&d), "{d:?}");
 }
 
+/// Found by fuzzing (`fixtures/fuzz/scenario/`): 100,000 elements with a diagnostic each on
+/// one line took minutes, each diagnostic counting the characters of the line up to it.
+#[test]
+fn many_diagnostics_on_one_long_line_are_quick() {
+    let n = 100_000;
+    let text = format!(
+        "<scenario name=\"s\"><suite name=\"s\"><test name=\"t\"><send>\u{e9}</send>{}</test></suite></scenario>",
+        "<description/>".repeat(n)
+    );
+    let started = std::time::Instant::now();
+    let diags = parse("long.xml", text.as_bytes()).unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(diags.len(), n - 1, "{:?}", diags.first());
+    assert!(
+        diags[0].message.contains("a second <description>"),
+        "{}",
+        diags[0]
+    );
+    // Columns count characters: the `é` is two bytes.
+    let last = text.rfind("<description/>").unwrap();
+    assert_eq!(
+        diags[n - 2].to_string(),
+        format!("long.xml:1:{}: a second <description> in <test>", last)
+    );
+    assert!(took < Duration::from_secs(20), "{took:?}");
+}
+
 #[test]
 fn unreadable_file_is_one_diagnostic_at_1_1() {
     let dir = tempfile::tempdir().unwrap();

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, TryRecvError};
 
-use redb::{Database, ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
+use redb::{ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 use tokio::sync::{broadcast, oneshot, watch};
 
 use super::StoreError;
@@ -42,7 +42,7 @@ pub(crate) struct Tables<'t> {
     pub(super) waiting: Table<'t, (i64, u64), &'static str>,
     pub(super) tasks: Table<'t, (u64, u32), &'static [u8]>,
     pub(super) events: Table<'t, u64, &'static [u8]>,
-    meta: Table<'t, &'static str, u64>,
+    pub(super) meta: Table<'t, &'static str, u64>,
 }
 
 impl<'t> Tables<'t> {
@@ -66,7 +66,8 @@ pub(crate) struct Batch<'t> {
     seq: u64,
     changes: Vec<Change>,
     /// Set when a job failed half-way through a write: the whole batch is rolled back.
-    poisoned: bool,
+    /// Why the batch must be rolled back (a write failed on storage in the middle).
+    poisoned: Option<StoreError>,
     /// Set by every write; a batch that wrote nothing is not committed (no fsync).
     dirty: bool,
 }
@@ -127,8 +128,10 @@ impl Batch<'_> {
     }
 
     /// Marks the batch for rollback after a storage error in the middle of a write.
-    pub(super) fn poison(&mut self) {
-        self.poisoned = true;
+    pub(super) fn poison(&mut self, cause: &StoreError) {
+        if self.poisoned.is_none() {
+            self.poisoned = Some(cause.clone());
+        }
     }
 }
 
@@ -141,7 +144,17 @@ pub(super) struct Publisher {
     pub replies: Option<tokio::runtime::Handle>,
 }
 
-pub(super) fn run(db: Arc<Database>, ids: Arc<Ids>, rx: Receiver<Msg>, publisher: Publisher) {
+/// The writer thread's handles.
+pub(super) struct Writer {
+    pub db: Arc<super::fault::DbSlot>,
+    pub ids: Arc<Ids>,
+    pub health: Arc<super::fault::Health>,
+    pub publisher: Publisher,
+}
+
+pub(super) fn run(writer: Writer, rx: Receiver<Msg>) {
+    // A storage fault in the last batch: reopen the file before the next one.
+    let mut reopen = false;
     loop {
         let mut jobs = Vec::new();
         let mut stop = None;
@@ -158,7 +171,23 @@ pub(super) fn run(db: Arc<Database>, ids: Arc<Ids>, rx: Receiver<Msg>, publisher
             }
         }
         if !jobs.is_empty() {
-            commit_batch(&db, &ids, jobs, &publisher);
+            if reopen {
+                match writer.db.reopen() {
+                    Ok(()) => reopen = false,
+                    Err(e) => {
+                        tracing::error!(error = %e, "store: cannot reopen the database; the next write tries again");
+                        writer.health.failed(&e);
+                    }
+                }
+            }
+            let outcome = if reopen {
+                // The callers are answered with the fault (see `Store::write`).
+                drop(jobs);
+                Err(())
+            } else {
+                commit_batch(&writer, jobs)
+            };
+            reopen = outcome.is_err();
         }
         if let Some(done) = stop {
             let _ = done.send(());
@@ -167,29 +196,36 @@ pub(super) fn run(db: Arc<Database>, ids: Arc<Ids>, rx: Receiver<Msg>, publisher
     }
 }
 
-fn commit_batch(db: &Database, ids: &Ids, jobs: Vec<Job>, publisher: &Publisher) {
-    let txn = match db.begin_write() {
+/// Runs and commits one batch; `Err` after a storage fault (recorded in `health`).
+fn commit_batch(writer: &Writer, jobs: Vec<Job>) -> Result<(), ()> {
+    let (ids, publisher) = (&*writer.ids, &writer.publisher);
+    let txn = match writer
+        .db
+        .get()
+        .and_then(|db| db.begin_write().map_err(StoreError::from))
+    {
         Ok(txn) => txn,
         Err(e) => {
-            // Dropping the jobs drops their reply channels: callers see `StoreError::Unavailable`.
+            // Dropping the jobs drops their reply channels: callers get the fault.
             tracing::error!(error = %e, "store: cannot begin a write transaction");
-            return;
+            writer.health.failed(&e);
+            return Err(());
         }
     };
     let ran = run_jobs(&txn, ids, jobs);
     let (finishes, changes, outcome) = match ran {
         Err(e) => {
             tracing::error!(error = %e, "store: cannot open the tables");
-            return;
+            writer.health.failed(&e);
+            return Err(());
         }
         Ok(Ran {
             finishes,
-            poisoned: true,
+            poisoned: Some(cause),
             ..
         }) => {
             let _ = txn.abort();
-            let e = StoreError::Other("a write failed; the batch was rolled back".into());
-            (finishes, Vec::new(), Err(e))
+            (finishes, Vec::new(), Err(cause))
         }
         Ok(Ran {
             finishes,
@@ -211,8 +247,9 @@ fn commit_batch(db: &Database, ids: &Ids, jobs: Vec<Job>, publisher: &Publisher)
             (finishes, changes, committed)
         }
     };
-    match &outcome {
+    let fault = match &outcome {
         Ok(()) => {
+            writer.health.recovered();
             let last = changes.last().map(|c| c.seq);
             for change in changes {
                 let _ = publisher.changes.send(change);
@@ -220,9 +257,18 @@ fn commit_batch(db: &Database, ids: &Ids, jobs: Vec<Job>, publisher: &Publisher)
             if let Some(seq) = last {
                 publisher.latest.send_replace(seq);
             }
+            false
         }
-        Err(e) => tracing::error!(error = %e, "store: commit failed"),
-    }
+        Err(e) => {
+            tracing::error!(error = %e, "store: commit failed; the batch was rolled back");
+            // A logic error in one write rolls the batch back but is no storage fault.
+            let storage = matches!(e, StoreError::Storage { .. });
+            if storage {
+                writer.health.failed(e);
+            }
+            storage
+        }
+    };
     let answers = Answers { finishes, outcome };
     match &publisher.replies {
         // A runtime that is shutting down drops the task, and with it the answers: they are
@@ -230,6 +276,7 @@ fn commit_batch(db: &Database, ids: &Ids, jobs: Vec<Job>, publisher: &Publisher)
         Some(rt) => drop(rt.spawn(async move { drop(answers) })),
         None => drop(answers),
     }
+    if fault { Err(()) } else { Ok(()) }
 }
 
 /// A batch's answers: delivered when dropped, wherever that happens.
@@ -250,7 +297,8 @@ struct Ran {
     finishes: Vec<Finish>,
     changes: Vec<Change>,
     pending: Pending,
-    poisoned: bool,
+    /// Why the batch must be rolled back (a write failed on storage in the middle).
+    poisoned: Option<StoreError>,
     dirty: bool,
 }
 
@@ -264,7 +312,7 @@ fn run_jobs(txn: &WriteTransaction, ids: &Ids, jobs: Vec<Job>) -> Result<Ran, St
         pending: Pending::default(),
         seq,
         changes: Vec::new(),
-        poisoned: false,
+        poisoned: None,
         dirty: false,
     };
     let finishes: Vec<Finish> = jobs.into_iter().map(|job| job(&mut batch)).collect();
@@ -277,12 +325,14 @@ fn run_jobs(txn: &WriteTransaction, ids: &Ids, jobs: Vec<Job>) -> Result<Ran, St
         mut poisoned,
         dirty,
     } = batch;
-    if dirty && !poisoned {
+    if dirty && poisoned.is_none() {
         let saved = (|| -> Result<(), StoreError> {
             t.meta.insert(META_SEQ, seq)?;
             let len = t.events.len()?;
             if len > MAX_EVENTS {
-                for _ in 0..len - KEEP_EVENTS {
+                // Not the changes whose commit statuses are still to post (the outbox).
+                let trim = super::outbox::trim(&t.meta, &t.events, len - KEEP_EVENTS)?;
+                for _ in 0..trim {
                     t.events.pop_first()?;
                 }
             }
@@ -290,7 +340,7 @@ fn run_jobs(txn: &WriteTransaction, ids: &Ids, jobs: Vec<Job>) -> Result<Ran, St
         })();
         if let Err(e) = saved {
             tracing::error!(error = %e, "store: cannot save the sequence counter");
-            poisoned = true;
+            poisoned = Some(e);
         }
     }
     Ok(Ran {

@@ -125,6 +125,8 @@ impl Follower {
         self.from_table = false;
         match read {
             Ok(after) if after.complete && self.last <= latest => {
+                // A full page: the next one once this one is handed out.
+                self.from_table = after.changes.len() >= super::reads::EVENTS_PAGE;
                 self.backlog = after.changes.into();
                 None
             }

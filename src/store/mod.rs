@@ -3,23 +3,31 @@
 //! - `tables` every table definition, `codec` the record encoding, `init` opening a file (format
 //!   check, migration, the id index), `ids` the in-memory queue id → arrival index, `actor` the
 //!   writer thread that folds concurrent writes into one commit, `writes` the write operations,
-//!   `reads` the read-only queries.
+//!   `reads` the read-only queries, `follow` the change-feed follower, `outbox` the commit
+//!   statuses' durable position in the feed, `fault` storage faults (the error that names the
+//!   cause, reopening the file, the health `/healthz` reports).
 //! - No redb type leaves this module. redb blocks, so async callers reach it through the writer
 //!   thread (writes) or `spawn_blocking` (reads), never on a runtime worker thread.
 //! - After every commit each change is published on a broadcast channel (`subscribe`) and the
 //!   latest sequence on a watch (`latest_seq`); changes are also kept in the event table (the
-//!   newest `KEEP_EVENTS` to `MAX_EVENTS`) so an SSE client can resume.
+//!   newest `KEEP_EVENTS` to `MAX_EVENTS`, and every one the commit statuses have not posted
+//!   yet) so an SSE client can resume and no status is lost.
+//! - A failed commit fails its batch with the cause (`StoreError::Storage`, `full` for a full
+//!   disk); the writer reopens the file before the next batch, so writes come back by
+//!   themselves once the cause is gone.
 //! - Durability: every commit is immediate (fsync before the caller is answered).
 //! - Callers are answered from a task on the multi-thread runtime the store was opened in (on
 //!   the writer thread when opened elsewhere); answers that runtime drops are delivered anyway.
 
 mod actor;
 mod codec;
+mod fault;
 mod follow;
 #[cfg(test)]
 mod golden_tests;
 mod ids;
 mod init;
+mod outbox;
 mod reads;
 mod tables;
 mod writes;
@@ -56,6 +64,10 @@ pub enum StoreError {
     Illegal(#[from] crate::model::IllegalTransition),
     #[error("the store is closed")]
     Unavailable,
+    /// A storage fault: the disk is full (`full`) or an I/O error; the store recovers by
+    /// itself once the cause is gone.
+    #[error("the store cannot write: {message}")]
+    Storage { message: String, full: bool },
     #[error("store: {0}")]
     Other(String),
 }
@@ -67,14 +79,50 @@ macro_rules! other_from {
         }
     )*};
 }
-other_from!(
-    redb::Error,
-    redb::StorageError,
-    redb::TableError,
-    redb::TransactionError,
-    redb::CommitError,
-    codec::CodecError
-);
+other_from!(codec::CodecError);
+
+impl From<redb::StorageError> for StoreError {
+    fn from(e: redb::StorageError) -> Self {
+        fault::from_storage(e)
+    }
+}
+
+impl From<redb::Error> for StoreError {
+    fn from(e: redb::Error) -> Self {
+        match e {
+            redb::Error::Io(io) => fault::storage(&io),
+            redb::Error::PreviousIo => fault::from_storage(redb::StorageError::PreviousIo),
+            e => StoreError::Other(e.to_string()),
+        }
+    }
+}
+
+impl From<redb::TableError> for StoreError {
+    fn from(e: redb::TableError) -> Self {
+        match e {
+            redb::TableError::Storage(s) => s.into(),
+            e => StoreError::Other(e.to_string()),
+        }
+    }
+}
+
+impl From<redb::TransactionError> for StoreError {
+    fn from(e: redb::TransactionError) -> Self {
+        match e {
+            redb::TransactionError::Storage(s) => s.into(),
+            e => StoreError::Other(e.to_string()),
+        }
+    }
+}
+
+impl From<redb::CommitError> for StoreError {
+    fn from(e: redb::CommitError) -> Self {
+        match e {
+            redb::CommitError::Storage(s) => s.into(),
+            e => StoreError::Other(e.to_string()),
+        }
+    }
+}
 
 impl From<redb::DatabaseError> for StoreError {
     fn from(e: redb::DatabaseError) -> Self {
@@ -82,6 +130,7 @@ impl From<redb::DatabaseError> for StoreError {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Other(
                 "the database is already open in another process: stop the other server or use another root".into(),
             ),
+            redb::DatabaseError::Storage(s) => s.into(),
             e => StoreError::Other(e.to_string()),
         }
     }
@@ -101,7 +150,8 @@ pub struct Store {
 }
 
 struct Inner {
-    db: Arc<Database>,
+    db: Arc<fault::DbSlot>,
+    health: Arc<fault::Health>,
     ids: Arc<ids::Ids>,
     // std::sync::Mutex: held only to clone or take the sender, never across an await.
     tx: Mutex<Option<mpsc::Sender<actor::Msg>>>,
@@ -127,14 +177,22 @@ impl Store {
                 .ok()
                 .filter(|rt| rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread),
         };
-        let (thread_db, thread_ids) = (db.clone(), ids.clone());
+        let db = Arc::new(fault::DbSlot::new(path, db));
+        let health = Arc::new(fault::Health::default());
+        let writer = actor::Writer {
+            db: db.clone(),
+            ids: ids.clone(),
+            health: health.clone(),
+            publisher,
+        };
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || actor::run(thread_db, thread_ids, rx, publisher))
+            .spawn(move || actor::run(writer, rx))
             .map_err(|e| StoreError::Other(format!("cannot start the store thread: {e}")))?;
         Ok(Store {
             inner: Arc::new(Inner {
                 db,
+                health,
                 ids,
                 tx: Mutex::new(Some(tx)),
                 changes,
@@ -189,8 +247,8 @@ impl Store {
         let (reply, answer) = oneshot::channel::<Result<T, StoreError>>();
         let job: actor::Job = Box::new(move |batch| {
             let result = f(batch);
-            if matches!(result, Err(StoreError::Other(_))) {
-                batch.poison();
+            if let Err(e @ (StoreError::Other(_) | StoreError::Storage { .. })) = &result {
+                batch.poison(e);
             }
             Box::new(move |commit: Result<(), StoreError>| {
                 let _ = reply.send(commit.and(result));
@@ -205,7 +263,20 @@ impl Store {
             .ok_or(StoreError::Unavailable)?;
         tx.send(actor::Msg::Job(job))
             .map_err(|_| StoreError::Unavailable)?;
-        answer.await.map_err(|_| StoreError::Unavailable)?
+        // Dropped unanswered: the batch could not begin (a storage fault), or the store closed.
+        answer
+            .await
+            .map_err(|_| self.fault().unwrap_or(StoreError::Unavailable))?
+    }
+
+    /// The storage fault that makes writes fail now, if any (`/healthz`).
+    pub fn fault(&self) -> Option<StoreError> {
+        self.inner.health.fault()
+    }
+
+    /// Changes when writes start failing for a storage fault, and when they succeed again.
+    pub fn watch_fault(&self) -> watch::Receiver<Option<StoreError>> {
+        self.inner.health.watch()
     }
 
     /// Runs a read-only query off the runtime's worker threads.
@@ -215,7 +286,7 @@ impl Store {
         F: FnOnce(&Database, &ids::Ids) -> Result<T, StoreError> + Send + 'static,
     {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&inner.db, &inner.ids))
+        tokio::task::spawn_blocking(move || f(&*inner.db.get()?, &inner.ids))
             .await
             .map_err(|e| StoreError::Other(format!("read task failed: {e}")))?
     }

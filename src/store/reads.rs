@@ -17,9 +17,14 @@ pub struct Page {
     pub next_cursor: Option<u64>,
 }
 
+/// The most changes one read of the event table returns: a follower far behind (the table can
+/// hold many changes for the commit-status outbox) reads it page by page, in bounded memory.
+pub const EVENTS_PAGE: usize = 10_000;
+
 /// Changes after a sequence number.
 #[derive(Debug, Clone)]
 pub struct EventsAfter {
+    /// In order, at most `EVENTS_PAGE`: when full, ask again after the last one.
     pub changes: Vec<Change>,
     /// `false` when changes after the asked-for seq were already trimmed: the client must reload.
     pub complete: bool,
@@ -95,7 +100,7 @@ pub(super) fn events_after(db: &Database, seq: u64) -> Result<EventsAfter, Store
     // Sequence numbers are contiguous and the table is trimmed from the front only, so the
     // answer is complete when it starts right after `seq` (or there is nothing newer).
     let mut changes = Vec::new();
-    for entry in events.range(seq.saturating_add(1)..)? {
+    for entry in events.range(seq.saturating_add(1)..)?.take(EVENTS_PAGE) {
         changes.push(codec::decode::<Change>(entry?.1.value())?);
     }
     let complete = changes.first().is_none_or(|c| c.seq <= seq + 1);

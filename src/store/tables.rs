@@ -8,8 +8,10 @@
 //! - `WAITING`     (−priority, arrival seq) → queue id (claiming: highest priority, then oldest)
 //! - `TASKS`       (queue arrival seq, index) → encoded [`crate::model::Task`] (scenario order;
 //!   keyed by arrival so that a new queue's tasks are appended, not scattered)
-//! - `EVENTS`      change seq → encoded [`crate::model::Change`] (SSE resume)
-//! - `META`        name → number (the sequence counter, the schema version)
+//! - `EVENTS`      change seq → encoded [`crate::model::Change`] (SSE resume; the commit-status
+//!   outbox: see `outbox.rs`)
+//! - `META`        name → number (the sequence counter, the schema version, the commit-status
+//!   sender's position in `EVENTS`)
 
 use redb::TableDefinition;
 
@@ -21,6 +23,9 @@ pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta-v
 
 /// `META` key of the last sequence number handed out (changes and arrivals share it).
 pub(super) const META_SEQ: &str = "seq";
+/// `META` key of the commit-status outbox's position: every change up to this sequence number
+/// has had its commit status posted or passed over (see `outbox.rs`). Absent: no sender ran yet.
+pub(super) const META_STATUSES: &str = "statuses";
 /// `META` key of the file format (which tables, keyed how) the file was written with.
 pub(super) const META_SCHEMA: &str = "schema";
 /// The file format this build writes. 1: queues keyed by id (`queues-v1`, `arrivals-v1`);

@@ -23,8 +23,17 @@ pub async fn end_queue(
     to: Status,
     error: Option<String>,
 ) -> Result<Queue, StoreError> {
+    let (mut to, mut error) = (to, error);
     if let Ok(Some(view)) = deps.store.get(id).await {
-        write_final_reports(deps, view, to, error.clone(), &close_reason(to, false)).await;
+        let why = close_reason(to, false);
+        if let Err(e) = write_final_reports(deps, view.clone(), to, error.clone(), &why).await
+            && to != Status::Error
+        {
+            // Its reports are missing: the queue cannot end as if they were there.
+            (to, error) = (Status::Error, Some(e));
+            let why = close_reason(to, false);
+            let _ = write_final_reports(deps, view, to, error.clone(), &why).await;
+        }
     }
     let mut attempt = 1u32;
     loop {
@@ -32,6 +41,20 @@ pub async fn end_queue(
             Err(StoreError::Other(e)) if attempt < 5 => {
                 tracing::warn!(queue = %id, error = %e, attempt, "cannot record the outcome; retrying");
                 tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            // The disk is full or failing: the store recovers once that passes, so keep trying
+            // (a queue must not stay `running`) until the server stops; recovery at the next
+            // start is the last resort.
+            Err(e @ StoreError::Storage { .. }) => {
+                tracing::warn!(queue = %id, error = %e, attempt, "cannot record the outcome; retrying when the store writes again");
+                let mut fault = deps.store.watch_fault();
+                let wait = Duration::from_millis(250 * u64::from(attempt.min(20)));
+                tokio::select! {
+                    () = deps.shutdown.cancelled() => return Err(e),
+                    _ = fault.wait_for(Option::is_none) => {}
+                    () = tokio::time::sleep(wait) => {}
+                }
                 attempt += 1;
             }
             result => return result,
@@ -48,21 +71,22 @@ pub async fn abort_waiting(deps: &Deps, id: &QueueId) -> Result<Queue, StoreErro
     {
         let why = close_reason(Status::Aborted, true);
         let error = Some(ABORTED_WAITING.to_owned());
-        write_final_reports(deps, view, Status::Aborted, error, &why).await;
+        // Aborted either way; a report that cannot be written is logged.
+        let _ = write_final_reports(deps, view, Status::Aborted, error, &why).await;
     }
     deps.store.abort_waiting(id).await
 }
 
 /// The reports of the queue in `view` as they will be once it ends `to` (its tasks closed
 /// with `why`, as the store will close them): the report of every task the end closes while
-/// it runs, and the queue's report.
+/// it runs, and the queue's report. `Err` names the file that could not be written.
 async fn write_final_reports(
     deps: &Deps,
     view: QueueView,
     to: Status,
     error: Option<String>,
     why: &str,
-) {
+) -> Result<(), String> {
     let QueueView {
         mut queue,
         mut tasks,
@@ -70,7 +94,7 @@ async fn write_final_reports(
     let before: Vec<Status> = tasks.iter().map(|t| t.status).collect();
     let now = now_millis();
     if close_tasks(&mut tasks, to, why, now).is_err() {
-        return;
+        return Ok(());
     }
     queue.status = to;
     if error.is_some() {
@@ -89,9 +113,11 @@ async fn write_final_reports(
         reports.write_queue(dir.path(), &queue, &tasks)
     })
     .await;
-    match written {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(queue = %id, error = %e, "cannot write the final reports"),
-        Err(e) => tracing::error!(queue = %id, error = %e, "writing the final reports failed"),
-    }
+    let failed = match written {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => format!("writing the final reports failed: {e}"),
+    };
+    tracing::error!(queue = %id, error = %failed, "cannot write the final reports");
+    Err(failed)
 }

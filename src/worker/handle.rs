@@ -95,6 +95,9 @@ impl WorkerHandle {
         if busy >= slots {
             return format!("waiting for a free slot ({busy}/{slots} busy)");
         }
+        if let Some(why) = super::space::too_little(config) {
+            return why;
+        }
         let env = &queue.request.environment;
         if let Some(max) = config.environment(env).and_then(|e| e.max_parallel) {
             let n = self.busy_in(env);

@@ -15,6 +15,7 @@ pub mod handle;
 mod mirror;
 mod pipeline;
 mod scheduler;
+mod space;
 mod step;
 mod tasks;
 

@@ -66,7 +66,7 @@ pub async fn run_queue(deps: &Deps, mirrors: &Mirrors, queue: Queue, cancel: Can
         _ = timer => unreachable!("the timer never completes"),
     };
 
-    let (status, error) = match result {
+    let (mut status, mut error) = match result {
         Ok(status) => (status, None),
         Err(StepError::Error(message)) => (Status::Error, Some(message)),
         // A user's abort wins over a timeout or a shutdown that came during its grace period.
@@ -89,7 +89,13 @@ pub async fn run_queue(deps: &Deps, mirrors: &Mirrors, queue: Queue, cancel: Can
     };
     log.line(&marker("queue", id.as_str(), &outcome));
     if let Err(e) = log.close().await {
-        tracing::error!(queue = %id, error = %e, "cannot close the queue log");
+        tracing::error!(queue = %id, error = %e, "cannot write the queue log");
+        // A queue whose log is cut never passes: what it shows is not all that happened.
+        if status != Status::Waiting {
+            status = Status::Error;
+            let path = Layout::new(&deps.config.root).queue(&id).log();
+            error = Some(format!("cannot write {}: {e}", path.display()));
+        }
     }
     if status == Status::Waiting {
         if let Err(e) = deps

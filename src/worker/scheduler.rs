@@ -4,6 +4,11 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// How often the free space is checked again while queues wait for it.
+const SPACE_RECHECK: Duration = Duration::from_secs(5);
 
 use tokio::sync::Notify;
 use tokio::sync::broadcast::error::RecvError;
@@ -25,6 +30,9 @@ pub struct Scheduler {
     mirrors: Mirrors,
     /// Signalled when a run ends and its slot is free again.
     freed: Arc<Notify>,
+    /// The data root had too little free space at the last try: try again after a while
+    /// (nothing announces freed space).
+    low_space: Arc<AtomicBool>,
 }
 
 impl Scheduler {
@@ -35,6 +43,7 @@ impl Scheduler {
             config,
             tracker,
             freed: Arc::new(Notify::new()),
+            low_space: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -57,6 +66,13 @@ impl Scheduler {
         if self.deps.shutdown.is_cancelled() || self.deps.runs.busy() >= config.worker.slots {
             return Ok(None);
         }
+        if let Some(why) = super::space::too_little(&config) {
+            if !self.low_space.swap(true, Ordering::Relaxed) {
+                tracing::warn!(reason = %why, "queues wait");
+            }
+            return Ok(None);
+        }
+        self.low_space.store(false, Ordering::Relaxed);
         let filter = ClaimFilter {
             blocked_environments: self.blocked_environments(&config),
         };
@@ -134,6 +150,8 @@ impl Scheduler {
                     _ = self.freed.notified() => break,
                     // More slots, an environment's limit raised: queues may be claimable now.
                     Ok(()) = reloaded.changed() => break,
+                    // Space may have been freed: nothing tells, so look again now and then.
+                    () = tokio::time::sleep(SPACE_RECHECK), if self.low_space.load(Ordering::Relaxed) => break,
                     change = changes.recv() => match change {
                         Ok(c) if c.task.is_none() && c.to == Some(Status::Waiting) => break,
                         Ok(_) => {}

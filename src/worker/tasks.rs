@@ -97,7 +97,11 @@ pub async fn run_task(
     let task = &prepared.task;
     let task_dir = queue_dir.task(task.id.as_str());
     let name = task.id.as_str();
-    set_status(deps, queue, task, Status::Running, None).await;
+    // A run whose tasks the store cannot record would end in a contradiction: stop here.
+    deps.store
+        .task_status(&queue.id, &task.id, Status::Running, None)
+        .await
+        .map_err(|e| StepError::Error(format!("cannot record that task {name} started: {e}")))?;
     ctx.log.line(&marker(
         "task",
         name,
@@ -214,12 +218,6 @@ pub async fn run_task(
     end_task(ctx, queue, task, &task_dir, run.status, error).await
 }
 
-async fn set_status(deps: &Deps, queue: &Queue, task: &Task, to: Status, error: Option<String>) {
-    if let Err(e) = deps.store.task_status(&queue.id, &task.id, to, error).await {
-        tracing::error!(queue = %queue.id, task = %task.id, error = %e, "cannot record a task status");
-    }
-}
-
 /// Records the task's outcome and writes its reports.
 async fn end_task(
     ctx: &StepCtx<'_>,
@@ -244,10 +242,17 @@ async fn end_task(
     let (reports, queue, dir) = (deps.reports.clone(), queue.clone(), task_dir.to_owned());
     let written =
         tokio::task::spawn_blocking(move || reports.write_task(&dir, &queue, &recorded)).await;
-    if let Ok(Err(e)) = written {
-        tracing::error!(error = %e, "cannot write a task report");
+    match written {
+        // A task whose report is missing cannot pass: the queue ends `error` naming the file.
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot write a task report");
+            Err(StepError::Error(e.to_string()))
+        }
+        Err(e) => Err(StepError::Error(format!(
+            "writing a task report failed: {e}"
+        ))),
+        Ok(Ok(())) => Ok(status),
     }
-    Ok(status)
 }
 
 /// Writes the queue's report for `queue` as given (its final state may not be stored yet), with

@@ -3,8 +3,8 @@
 use serde_json::Value;
 use testarena::model::Status;
 
-use crate::helpers::spawn_app;
-use crate::logs_sse::{SseClient, SseEvent, enqueue};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::logs_sse::{SseClient, SseEvent, enqueue, scrape};
 
 fn json(event: &SseEvent) -> Value {
     assert_eq!(event.event, "change", "{event:?}");
@@ -154,4 +154,67 @@ async fn shutdown_ends_the_stream() {
     let mut sse = SseClient::connect(&app, "/api/events", None).await;
     app.stop().await;
     assert!(sse.next().await.is_none());
+}
+
+/// A stream request refused for a limit: 503, `Retry-After`, and a message naming the limit.
+async fn refused(app: &TestApp, path: &str, limit: &str) {
+    let r = app.client.get(app.url(path)).send().await.unwrap();
+    assert_eq!(r.status(), 503, "{path}");
+    assert_eq!(r.headers()["retry-after"], "5", "{path}");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_streams", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains(limit), "{path}: {message}");
+}
+
+#[tokio::test]
+async fn streams_over_the_limits_get_503_naming_the_limit() {
+    let app =
+        spawn_app_with("[worker]\nslots = 0\n[api]\nmax_sse_clients = 3\nmax_sse_per_queue = 2\n")
+            .await;
+    let a = enqueue(&app, "a").await;
+    let b = enqueue(&app, "b").await;
+    let log = |id: &testarena::model::QueueId| format!("/api/queues/{id}/log/stream");
+
+    let mut a1 = SseClient::connect(&app, &log(&a), None).await;
+    let mut a2 = SseClient::connect(&app, &log(&a), None).await;
+    refused(&app, &log(&a), "queue a's log already has 2 open streams").await;
+    refused(&app, &log(&a), "max_sse_per_queue").await;
+    // Another stream may still open, until the server's limit.
+    let mut events = SseClient::connect(&app, "/api/events", None).await;
+    refused(&app, &log(&b), "max_sse_clients").await;
+    refused(&app, "/api/events", "already has 3 open event streams").await;
+    let metrics = scrape(&app).await;
+    for line in [
+        "testarena_sse_clients{stream=\"log\"} 2",
+        "testarena_sse_clients{stream=\"events\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line}: {metrics}");
+    }
+
+    // Streams that end make room: queue a ends, its log streams send `end` and close.
+    app.state
+        .store
+        .transition(&a, Status::Aborted, None)
+        .await
+        .unwrap();
+    for client in [&mut a1, &mut a2] {
+        let (text, end) = client.read_to_end().await;
+        assert_eq!(
+            (text.as_str(), end.as_str()),
+            ("", r#"{"status":"aborted"}"#)
+        );
+        assert!(client.next().await.is_none());
+    }
+    let mut b1 = SseClient::connect(&app, &log(&b), None).await;
+    let _b2 = SseClient::connect(&app, &log(&b), None).await;
+    refused(&app, &log(&b), "max_sse_clients").await;
+    // The streams that stayed open still stream.
+    assert_eq!(json(&events.next().await.unwrap())["to"], "aborted");
+    app.state
+        .store
+        .transition(&b, Status::Aborted, None)
+        .await
+        .unwrap();
+    assert_eq!(b1.read_to_end().await.1, r#"{"status":"aborted"}"#);
 }

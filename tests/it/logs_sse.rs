@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use testarena::logs::marker;
 use testarena::model::{QueueId, QueueRequest, Status};
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
 pub const WAIT: Duration = Duration::from_secs(30);
 
@@ -272,7 +272,8 @@ async fn bad_offsets_and_unknown_queues_get_json_errors() {
 
 #[tokio::test]
 async fn a_stalled_client_gets_every_line_later_and_does_not_delay_others() {
-    let app = spawn_app().await;
+    // Stalled for as long as the fast client reads: not long enough to be dropped.
+    let app = spawn_app_with("[worker]\nslots = 0\n[api]\nsse_send_timeout = \"10m\"\n").await;
     let id = enqueue(&app, "stall").await;
     app.state
         .store
@@ -387,7 +388,10 @@ async fn a_huge_line_and_invalid_utf8_do_not_break_the_stream() {
 #[tokio::test]
 async fn a_thousand_idle_clients_all_get_the_line_and_the_end() {
     raise_fd_limit(8192);
-    let app = spawn_app().await;
+    let app = spawn_app_with(
+        "[worker]\nslots = 0\n[api]\nmax_sse_clients = 1000\nmax_sse_per_queue = 1000\n",
+    )
+    .await;
     let id = enqueue(&app, "crowd").await;
     let path = stream_path(&id);
     let connects = (0..1000).map(|_| SseClient::connect(&app, &path, None));
@@ -458,6 +462,224 @@ async fn the_plain_log_is_served_whole_as_a_tail_or_in_ranges() {
     assert_eq!(bad.status(), 400);
     let (status, body) = app.get_json("/api/queues/nope/log").await;
     assert_eq!(status, 404, "{body}");
+}
+
+/// The last `n` complete lines of `content`, the plain way.
+fn naive_tail(content: &[u8], n: usize) -> Vec<u8> {
+    let Some(last) = content.iter().rposition(|&b| b == b'\n') else {
+        return Vec::new();
+    };
+    let lines: Vec<&[u8]> = content[..=last].split_inclusive(|&b| b == b'\n').collect();
+    lines[lines.len().saturating_sub(n)..].concat()
+}
+
+#[tokio::test]
+async fn tail_of_a_big_log_is_exactly_its_last_lines() {
+    let app = spawn_app().await;
+    let get_tail = |id: QueueId, n: usize| {
+        let request = app
+            .client
+            .get(app.url(&format!("/api/queues/{id}/log?tail={n}")));
+        async move {
+            let response = request.send().await.expect("request");
+            assert_eq!(response.status(), 200, "tail={n}");
+            assert_eq!(
+                response.headers()["content-type"],
+                "text/plain; charset=utf-8"
+            );
+            let length = response.content_length();
+            let body = response.bytes().await.expect("body").to_vec();
+            assert_eq!(length, Some(body.len() as u64), "tail={n}");
+            (n, body)
+        }
+    };
+    let write_log = |id: &QueueId, content: &[u8]| {
+        let path = app.state.logs.path(id);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, content).unwrap();
+    };
+
+    // About 24 MB: lines of 8 to 400 bytes, empty lines, lines longer than the blocks the server
+    // reads, bytes that are not UTF-8, and a last line without its newline.
+    let id = enqueue(&app, "bigtail").await;
+    let mut content = Vec::with_capacity(25 << 20);
+    let mut seed = 7u64;
+    let mut i = 0usize;
+    while content.len() < 24 << 20 {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        match i % 40_000 {
+            1 => {}
+            2 => content.extend_from_slice(&vec![b'L'; 300_000]),
+            _ => {
+                content.extend_from_slice(format!("{i:07} ").as_bytes());
+                let len = (seed >> 33) as usize % 392;
+                content.extend(std::iter::repeat_n(b'a' + (i % 26) as u8, len));
+                if i % 10_000 == 5 {
+                    content.extend_from_slice(b" \xff\xfe");
+                }
+            }
+        }
+        content.push(b'\n');
+        i += 1;
+    }
+    let lines = i;
+    assert!(lines > 100_001, "more lines than the largest tail");
+    content.extend_from_slice(b"a last line still being written");
+    write_log(&id, &content);
+    let ns = [0, 1, 2, 3, 1000, 40_000, 99_999, 100_000];
+    let answers = futures_util::future::join_all(ns.map(|n| get_tail(id.clone(), n))).await;
+    for (n, body) in answers {
+        // Compared as bytes, and not with `assert_eq!`: they are megabytes long.
+        let expected = naive_tail(&content, n);
+        assert!(
+            body == expected,
+            "tail={n}: {} bytes, expected {}",
+            body.len(),
+            expected.len()
+        );
+    }
+
+    // Fewer lines than asked for: every complete line.
+    let small = enqueue(&app, "smalltail").await;
+    write_log(&small, b"one\n\nthree\nfour");
+    for n in [1, 2, 3, 4, 100_000] {
+        let (_, body) = get_tail(small.clone(), n).await;
+        assert_eq!(body, naive_tail(b"one\n\nthree\nfour", n), "tail={n}");
+    }
+    let (_, body) = get_tail(small.clone(), 100_000).await;
+    assert_eq!(body, b"one\n\nthree\n");
+    // A log with no complete line, and no log at all.
+    write_log(&small, b"partial");
+    assert!(get_tail(small.clone(), 5).await.1.is_empty());
+    let none = enqueue(&app, "notail").await;
+    assert!(get_tail(none, 5).await.1.is_empty());
+    let (status, body) = app
+        .get_json(&format!("/api/queues/{small}/log?tail=100001"))
+        .await;
+    assert_eq!(status, 400, "{body}");
+}
+
+/// `GET /metrics` as text.
+pub async fn scrape(app: &TestApp) -> String {
+    let r = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap()
+}
+
+/// Reads an HTTP answer's head (up to the blank line) from a raw socket, one byte at a time so
+/// that nothing of the body is taken.
+pub async fn read_head(socket: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let byte = tokio::time::timeout(WAIT, socket.read_u8())
+            .await
+            .expect("the head in time")
+            .expect("the head");
+        head.push(byte);
+    }
+    String::from_utf8(head).expect("an ASCII head")
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_is_dropped_while_others_stream() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = spawn_app_with("[worker]\nslots = 0\n[api]\nsse_send_timeout = \"1s\"\n").await;
+    let id = enqueue(&app, "deaf").await;
+    app.state
+        .store
+        .transition(&id, Status::Running, None)
+        .await
+        .unwrap();
+    let w = app.state.logs.writer(&id).unwrap();
+    // A client that sends its request, reads the answer's head, then nothing more; its socket
+    // takes little (a small receive buffer).
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut deaf = socket.connect(app.addr).await.unwrap();
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\n\r\n",
+        stream_path(&id),
+        app.addr
+    );
+    deaf.write_all(request.as_bytes()).await.unwrap();
+    let head = read_head(&mut deaf).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut reader = SseClient::connect(&app, &stream_path(&id), None).await;
+
+    // About 10 MB/s of lines until the server has dropped the client that does not read.
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let writer = {
+        let w = w.clone();
+        tokio::spawn(async move {
+            let mut pace = tokio::time::interval(Duration::from_millis(5));
+            for i in 0..2_000_000 {
+                w.line(&format!("line {i:07} {}", "x".repeat(90)));
+                if i % 500 == 499 {
+                    pace.tick().await;
+                    if stopped.try_recv().is_ok() {
+                        break;
+                    }
+                }
+            }
+        })
+    };
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut events = 0;
+    loop {
+        let event = reader
+            .next()
+            .await
+            .expect("the reading client keeps streaming");
+        assert_eq!(event.event, "log");
+        text.push_str(&event.data);
+        text.push('\n');
+        events += 1;
+        if events % 20 == 0 {
+            let metrics = scrape(&app).await;
+            let has = |line: &str| metrics.lines().any(|l| l == line);
+            if has("testarena_sse_dropped_total{stream=\"log\"} 1")
+                && has("testarena_sse_clients{stream=\"log\"} 1")
+            {
+                break;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the client that does not read was never dropped:\n{}",
+            scrape(&app).await
+        );
+    }
+    let _ = stop.send(());
+    writer.await.unwrap();
+
+    // Its connection is closed: it gets what its socket still holds, then the end.
+    let mut sink = vec![0u8; 64 * 1024];
+    let closed = tokio::time::timeout(WAIT, async {
+        while let Ok(n) = deaf.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the server did not close the connection");
+
+    // The other client got, and gets, every line.
+    w.close().await.unwrap();
+    app.state
+        .store
+        .transition(&id, Status::Passed, None)
+        .await
+        .unwrap();
+    let (rest, end) = reader.read_to_end().await;
+    text.push_str(&rest);
+    assert_eq!(end, r#"{"status":"passed"}"#);
+    assert!(text == file(&app, &id), "the reading client's copy differs");
 }
 
 /// Lets the test hold a few thousand sockets.

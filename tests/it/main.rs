@@ -10,6 +10,8 @@ mod dashboard;
 mod e2e_qemu;
 mod ending;
 mod events_sse;
+mod faults;
+mod fuzz;
 mod helpers;
 mod hooks;
 mod hostile_inputs;

@@ -1,0 +1,499 @@
+//! The server's memory under clients that read slowly or not at all, measured on the real
+//! `testarena` binary (a separate process, so only the server is counted): its resident set
+//! (`VmRSS` of `/proc/PID/status`).
+//!
+//! - `?tail=`: six concurrent `GET /api/queues/{id}/log?tail=100000` on a 48 MB log, read to
+//!   the end (peak RSS over idle while they run, sampled every 2 ms), and six that send the
+//!   request and never read (RSS over idle once they are stuck).
+//! - SSE: 1,000 clients of one queue's log stream that read the answer's head and nothing more,
+//!   while the queue's build writes about 1.6 MB/s to its log: RSS over idle once their sockets
+//!   are full, per client; then RSS once the server has dropped them (`[api] sse_send_timeout`,
+//!   30 s by default).
+//!
+//! Each round starts a fresh server. Prints medians of the rounds.
+//!
+//! Run: `cargo bench --bench memory` (`MEMORY_BENCH_QUICK=1` for one round).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const TAIL_REQUESTS: usize = 6;
+const TAIL_LINES: usize = 100_000;
+/// 120,000 lines of 400 bytes: the tail is the last 40 MB.
+const LOG_LINES: usize = 120_000;
+const LOG_LINE: usize = 400;
+const SSE_CLIENTS: usize = 1000;
+/// How long the non-reading clients get to fill their sockets before RSS is read.
+const FILL_TIME: Duration = Duration::from_secs(8);
+
+fn main() {
+    let quick = std::env::var_os("MEMORY_BENCH_QUICK").is_some();
+    let rounds = if quick { 1 } else { 3 };
+    raise_fd_limit(SSE_CLIENTS as u64 * 2 + 512);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut tails = Vec::new();
+        for round in 0..rounds {
+            let t = tail_round().await;
+            eprintln!("tail round {round}: {t:?}");
+            tails.push(t);
+        }
+        let mut streams = Vec::new();
+        for round in 0..rounds {
+            let s = sse_round().await;
+            eprintln!("sse round {round}: {s:?}");
+            streams.push(s);
+        }
+        let mib = |b: f64| b / (1024.0 * 1024.0);
+        let med = |v: Vec<f64>| median(v);
+        println!(
+            "idle server (tail rounds):                  {:>8.1} MiB",
+            mib(med(tails.iter().map(|t| t.idle as f64).collect()))
+        );
+        println!(
+            "{TAIL_REQUESTS} x ?tail={TAIL_LINES} on a 48 MB log, read:     {:>+8.1} MiB peak over idle  ({:.2} s for all six; goal +32 MiB at most)",
+            mib(med(tails.iter().map(|t| t.peak_over_idle).collect())),
+            med(tails.iter().map(|t| t.seconds).collect()),
+        );
+        println!(
+            "{TAIL_REQUESTS} x ?tail={TAIL_LINES}, clients not reading:  {:>+8.1} MiB over idle",
+            mib(med(tails.iter().map(|t| t.stuck_over_idle).collect()))
+        );
+        println!(
+            "idle server, its queue writing its log:     {:>8.1} MiB",
+            mib(med(streams.iter().map(|s| s.idle as f64).collect()))
+        );
+        println!(
+            "{SSE_CLIENTS} SSE clients not reading:             {:>+8.1} MiB over idle = {:.1} KiB per client (goal 64 KiB at most)",
+            mib(med(streams.iter().map(|s| s.stuck_over_idle).collect())),
+            med(streams.iter().map(|s| s.stuck_over_idle).collect()) / SSE_CLIENTS as f64 / 1024.0,
+        );
+        println!(
+            "after the server dropped them:              {:>+8.1} MiB over idle  ({} of {SSE_CLIENTS} dropped after {:.0} s)",
+            mib(med(streams.iter().map(|s| s.after_drop_over_idle).collect())),
+            med(streams.iter().map(|s| s.dropped as f64).collect()),
+            med(streams.iter().map(|s| s.drop_seconds).collect()),
+        );
+        println!("(medians of {rounds} rounds, each on a fresh server)");
+    });
+}
+
+#[derive(Debug)]
+struct TailRound {
+    idle: u64,
+    peak_over_idle: f64,
+    stuck_over_idle: f64,
+    seconds: f64,
+}
+
+#[derive(Debug)]
+struct SseRound {
+    idle: u64,
+    stuck_over_idle: f64,
+    after_drop_over_idle: f64,
+    dropped: u64,
+    drop_seconds: f64,
+}
+
+async fn tail_round() -> TailRound {
+    let server = Server::start("[worker]\nslots = 0\n").await;
+    server
+        .enqueue(serde_json::json!({
+            "id": "big", "repo": "https://example.invalid/fw.git", "environment": "xtensa-sim"
+        }))
+        .await;
+    let log = server.root.join("queues/big/queue.log");
+    std::fs::create_dir_all(log.parent().expect("queue dir")).expect("queue dir");
+    let mut content = Vec::with_capacity(LOG_LINES * LOG_LINE);
+    for i in 0..LOG_LINES {
+        content.extend_from_slice(format!("{i:08} ").as_bytes());
+        content.extend(std::iter::repeat_n(b'a' + (i % 26) as u8, LOG_LINE - 10));
+        content.push(b'\n');
+    }
+    std::fs::write(&log, &content).expect("write the log");
+    let expected = (LOG_LINES - TAIL_LINES) * LOG_LINE..content.len();
+    drop(content);
+    let idle = server.settled_rss().await;
+
+    // Six clients that read everything: the peak while they run.
+    let sampler = server.sample_peak();
+    let started = Instant::now();
+    let url = server.url(&format!("/api/queues/big/log?tail={TAIL_LINES}"));
+    let reads = (0..TAIL_REQUESTS).map(|_| {
+        let request = server.client.get(&url);
+        async move {
+            let response = request.send().await.expect("tail request");
+            assert_eq!(response.status(), 200);
+            response.bytes().await.expect("tail body").len()
+        }
+    });
+    for len in futures_util::future::join_all(reads).await {
+        assert_eq!(
+            len,
+            expected.len(),
+            "the tail is the last {TAIL_LINES} lines"
+        );
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let peak = sampler.stop().await;
+
+    // Six that never read past the head.
+    let request = format!(
+        "GET /api/queues/big/log?tail={TAIL_LINES} HTTP/1.1\r\nHost: {}\r\n\r\n",
+        server.addr
+    );
+    let mut stuck = Vec::new();
+    for _ in 0..TAIL_REQUESTS {
+        stuck.push(open_stuck(server.addr, &request).await);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stuck_rss = server.settled_rss().await;
+    drop(stuck);
+    server.stop().await;
+    TailRound {
+        idle,
+        peak_over_idle: peak as f64 - idle as f64,
+        stuck_over_idle: stuck_rss as f64 - idle as f64,
+        seconds,
+    }
+}
+
+async fn sse_round() -> SseRound {
+    let repos = tempfile::tempdir().expect("temp dir");
+    let repo = repos.path().join("fw");
+    std::fs::create_dir_all(&repo).expect("repo dir");
+    std::fs::write(repo.join("README"), "firmware\n").expect("readme");
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "-A"],
+        &["commit", "-q", "-m", "init"],
+    ] {
+        git(&repo, args);
+    }
+    // A build that prints 80-byte lines, 500 every ~25 ms (about 1.6 MB/s), until aborted.
+    let build = r#"awk 'BEGIN { pad = sprintf("%70s", ""); gsub(/ /, "x", pad); for (i = 0; ; i++) { printf "%08d %s\n", i, pad; if (i % 500 == 499) { fflush(); system("sleep 0.02") } } }'"#;
+    let config = format!(
+        r#"
+[api]
+max_sse_clients = {limit}
+max_sse_per_queue = {limit}
+[worker]
+slots = 1
+allowed_repos = [{repos}]
+[sandbox]
+mode = "none"
+[environments.spam]
+build = ["sh", "-c", {build}]
+simulate = ["true"]
+ready = "never"
+build_timeout = "1h"
+boot_timeout = "1s"
+"#,
+        limit = SSE_CLIENTS * 2,
+        repos = toml_str(&format!("{}/", repos.path().display())),
+        build = toml_str(build),
+    );
+    let server = Server::start(&config).await;
+    server
+        .enqueue(serde_json::json!({
+            "id": "spam", "repo": repo.display().to_string(), "branch": "main", "environment": "spam"
+        }))
+        .await;
+    // The build is writing: a few MB of log, then idle RSS with it running.
+    let log = server.root.join("queues/spam/queue.log");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::metadata(&log).map_or(0, |m| m.len()) < 4 << 20 {
+        assert!(Instant::now() < deadline, "the build never wrote its log");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let idle = server.settled_rss().await;
+
+    let request = format!(
+        "GET /api/queues/spam/log/stream HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
+        server.addr
+    );
+    let mut clients = Vec::with_capacity(SSE_CLIENTS);
+    for _ in 0..SSE_CLIENTS {
+        clients.push(open_stuck(server.addr, &request).await);
+    }
+    let connected = Instant::now();
+    tokio::time::sleep(FILL_TIME).await;
+    let stuck = server.settled_rss().await;
+    eprintln!(
+        "threads with the clients stuck: {}",
+        status_kib(server.child.id(), "Threads:")
+    );
+    let metrics = server.metrics().await;
+    assert_eq!(
+        metric(&metrics, "testarena_sse_clients{stream=\"log\"}"),
+        SSE_CLIENTS as u64,
+        "every client is still connected when RSS is read:\n{metrics}"
+    );
+
+    // The server drops them once they have not read for `sse_send_timeout`.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let dropped = loop {
+        let metrics = server.metrics().await;
+        let dropped = metric(&metrics, "testarena_sse_dropped_total{stream=\"log\"}");
+        if dropped >= SSE_CLIENTS as u64 || Instant::now() > deadline {
+            break dropped;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let drop_seconds = connected.elapsed().as_secs_f64();
+    let after = server.settled_rss().await;
+    eprintln!(
+        "after the drop: {} open descriptors, threads {}",
+        std::fs::read_dir(format!("/proc/{}/fd", server.child.id())).map_or(0, |d| d.count()),
+        status_kib(server.child.id(), "Threads:")
+    );
+    drop(clients);
+    let r = server
+        .client
+        .post(server.url("/api/queues/spam/abort"))
+        .send()
+        .await
+        .expect("abort");
+    assert!(r.status().is_success(), "abort: {}", r.status());
+    server.stop().await;
+    SseRound {
+        idle,
+        stuck_over_idle: stuck as f64 - idle as f64,
+        after_drop_over_idle: after as f64 - idle as f64,
+        dropped,
+        drop_seconds,
+    }
+}
+
+/// A client that sends `request`, reads the answer's head and then nothing; its socket's
+/// receive buffer is small, as a client that stopped reading would leave it.
+async fn open_stuck(addr: SocketAddr, request: &str) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(8192).expect("SO_RCVBUF");
+    let mut stream = socket.connect(addr).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(stream.read_u8().await.expect("the answer's head"));
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    stream
+}
+
+/// The real server binary, on a free port with its own root.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    root: PathBuf,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start(config: &str) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().join("root");
+        let config_file = dir.path().join("config.toml");
+        std::fs::write(&config_file, config).expect("config");
+        let addr = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+            probe.local_addr().expect("addr")
+        };
+        let log = std::fs::File::create(
+            std::env::var("MEMORY_BENCH_SERVER_LOG")
+                .map_or_else(|_| dir.path().join("server.log"), PathBuf::from),
+        )
+        .expect("server log");
+        let child = Command::new(env!("CARGO_BIN_EXE_testarena"))
+            .arg("serve")
+            .arg("--root")
+            .arg(&root)
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--config")
+            .arg(&config_file)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the testarena binary starts");
+        let server = Server {
+            child,
+            addr,
+            root,
+            client: testarena::http_client().build().expect("http client"),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let up = server.client.get(server.url("/healthz")).send().await;
+            if up.is_ok_and(|r| r.status().is_success()) {
+                return server;
+            }
+            assert!(Instant::now() < deadline, "the server did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    async fn enqueue(&self, body: serde_json::Value) {
+        let r = self
+            .client
+            .post(self.url("/api/queues"))
+            .json(&body)
+            .send()
+            .await
+            .expect("enqueue");
+        assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    }
+
+    async fn metrics(&self) -> String {
+        let r = self.client.get(self.url("/metrics")).send().await;
+        r.expect("metrics").text().await.expect("metrics text")
+    }
+
+    fn rss(&self) -> u64 {
+        status_kib(self.child.id(), "VmRSS:") * 1024
+    }
+
+    /// The median of a few samples, after a moment for the allocator to give memory back.
+    async fn settled_rss(&self) -> u64 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut samples = Vec::new();
+        for _ in 0..5 {
+            samples.push(self.rss() as f64);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        median(samples) as u64
+    }
+
+    /// Samples RSS every 2 ms until `stop`; returns the highest.
+    fn sample_peak(&self) -> Sampler {
+        let pid = self.child.id();
+        let running = Arc::new(AtomicBool::new(true));
+        let peak = Arc::new(AtomicU64::new(0));
+        let task = {
+            let (running, peak) = (running.clone(), peak.clone());
+            tokio::spawn(async move {
+                while running.load(Ordering::Relaxed) {
+                    peak.fetch_max(status_kib(pid, "VmRSS:") * 1024, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+        };
+        Sampler {
+            running,
+            peak,
+            task,
+        }
+    }
+
+    async fn stop(mut self) {
+        // SAFETY: a signal to our own child.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let child = &mut self.child;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while child.try_wait().expect("wait").is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Never leave a server behind (a panic, or after `stop`, when it is already gone).
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Sampler {
+    running: Arc<AtomicBool>,
+    peak: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sampler {
+    async fn stop(self) -> u64 {
+        self.running.store(false, Ordering::Relaxed);
+        self.task.await.expect("sampler");
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+/// A `kB` field of `/proc/PID/status`.
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The value of a sample line `name value` of an exposition (0 when absent).
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn toml_str(s: &str) -> String {
+    serde_json::to_string(s).expect("a JSON string is a TOML string")
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .args([
+            "-c",
+            "user.name=bench",
+            "-c",
+            "user.email=bench@example.org",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .expect("git runs");
+    assert!(status.success(), "git {args:?}");
+}
+
+fn raise_fd_limit(want: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < want {
+            limit.rlim_cur = want.min(limit.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
