@@ -47,6 +47,12 @@ fn main() {
             eprintln!("tail round {round}: {t:?}");
             tails.push(t);
         }
+        let mut quiet = Vec::new();
+        for round in 0..rounds {
+            let q = quiet_round().await;
+            eprintln!("quiet round {round}: {q:?}");
+            quiet.push(q);
+        }
         let mut streams = Vec::new();
         for round in 0..rounds {
             let s = sse_round().await;
@@ -67,6 +73,11 @@ fn main() {
         println!(
             "{TAIL_REQUESTS} x ?tail={TAIL_LINES}, clients not reading:  {:>+8.1} MiB over idle",
             mib(med(tails.iter().map(|t| t.stuck_over_idle).collect()))
+        );
+        println!(
+            "{SSE_CLIENTS} SSE clients of a queue with no log:  {:>+8.1} MiB over idle = {:.1} KiB per client",
+            mib(med(quiet.clone())),
+            med(quiet) / SSE_CLIENTS as f64 / 1024.0,
         );
         println!(
             "idle server, its queue writing its log:     {:>8.1} MiB",
@@ -167,6 +178,30 @@ async fn tail_round() -> TailRound {
     }
 }
 
+/// RSS over idle with [`SSE_CLIENTS`] streams that have nothing to send: what a connection
+/// costs by itself.
+async fn quiet_round() -> f64 {
+    let server = Server::start(&format!("{}\n[worker]\nslots = 0\n", sse_limits())).await;
+    server
+        .enqueue(serde_json::json!({
+            "id": "quiet", "repo": "https://example.invalid/fw.git", "environment": "xtensa-sim"
+        }))
+        .await;
+    let idle = server.settled_rss().await;
+    let request = format!(
+        "GET /api/queues/quiet/log/stream HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
+        server.addr
+    );
+    let mut clients = Vec::with_capacity(SSE_CLIENTS);
+    for _ in 0..SSE_CLIENTS {
+        clients.push(open_stuck(server.addr, &request).await);
+    }
+    let open = server.settled_rss().await;
+    drop(clients);
+    server.stop().await;
+    open as f64 - idle as f64
+}
+
 async fn sse_round() -> SseRound {
     let repos = tempfile::tempdir().expect("temp dir");
     let repo = repos.path().join("fw");
@@ -181,11 +216,10 @@ async fn sse_round() -> SseRound {
     }
     // A build that prints 80-byte lines, 500 every ~25 ms (about 1.6 MB/s), until aborted.
     let build = r#"awk 'BEGIN { pad = sprintf("%70s", ""); gsub(/ /, "x", pad); for (i = 0; ; i++) { printf "%08d %s\n", i, pad; if (i % 500 == 499) { fflush(); system("sleep 0.02") } } }'"#;
+    let limits = sse_limits();
     let config = format!(
         r#"
-[api]
-max_sse_clients = {limit}
-max_sse_per_queue = {limit}
+{limits}
 [worker]
 slots = 1
 allowed_repos = [{repos}]
@@ -198,7 +232,6 @@ ready = "never"
 build_timeout = "1h"
 boot_timeout = "1s"
 "#,
-        limit = SSE_CLIENTS * 2,
         repos = toml_str(&format!("{}/", repos.path().display())),
         build = toml_str(build),
     );
@@ -272,6 +305,16 @@ boot_timeout = "1s"
         dropped,
         drop_seconds,
     }
+}
+
+/// `[api]` limits that let every client of the bench in; none with `MEMORY_BENCH_NO_LIMITS=1`,
+/// for a build that has no such keys (a baseline).
+fn sse_limits() -> String {
+    if std::env::var_os("MEMORY_BENCH_NO_LIMITS").is_some() {
+        return String::new();
+    }
+    let limit = SSE_CLIENTS * 2;
+    format!("[api]\nmax_sse_clients = {limit}\nmax_sse_per_queue = {limit}\n")
 }
 
 /// A client that sends `request`, reads the answer's head and then nothing; its socket's

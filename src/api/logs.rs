@@ -97,8 +97,10 @@ fn read_range(
             }
             let start = range.start;
             let len = (range.end - start).min(TAIL_CHUNK as u64) as usize;
+            // Allocated here, on a runtime thread: memory a short-lived blocking thread
+            // allocates can stay with the allocator after the thread is gone.
+            let mut chunk = vec![0u8; len];
             let chunk = tokio::task::spawn_blocking(move || {
-                let mut chunk = vec![0u8; len];
                 file.read_exact_at(&mut chunk, start).map(|()| chunk)
             })
             .await

@@ -32,9 +32,16 @@ pub(crate) fn is_line_start(path: &Path, offset: u64) -> io::Result<bool> {
 }
 
 /// Reads the complete lines after `offset`, about `max` bytes of them (more when one line is
-/// longer than `max`: a line is never split). `None` when no complete line follows `offset`: the
-/// file ends there, ends in a partial line, or does not exist.
-pub(crate) fn read_lines(path: &Path, offset: u64, max: usize) -> io::Result<Option<Lines>> {
+/// longer than `max`: a line is never split), into `buf` (emptied first: the caller allocates
+/// it, so that a blocking thread that runs this allocates nothing that outlives it). `None`
+/// when no complete line follows `offset`: the file ends there, ends in a partial line, or does
+/// not exist.
+pub(crate) fn read_lines(
+    path: &Path,
+    offset: u64,
+    max: usize,
+    mut buf: Vec<u8>,
+) -> io::Result<Option<Lines>> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -45,7 +52,8 @@ pub(crate) fn read_lines(path: &Path, offset: u64, max: usize) -> io::Result<Opt
         return Ok(None);
     }
     let available = len - offset;
-    let mut bytes = Vec::new();
+    buf.clear();
+    let mut bytes = buf;
     let mut scanned = 0;
     loop {
         let want = usize::try_from(available)
@@ -186,20 +194,20 @@ mod tests {
     #[test]
     fn reads_whole_lines_only() {
         let (_dir, path) = file_with(b"one\ntwo\nthr");
-        let lines = read_lines(&path, 0, 1024).unwrap().unwrap();
+        let lines = read_lines(&path, 0, 1024, Vec::new()).unwrap().unwrap();
         assert_eq!(lines.bytes, b"one\ntwo\n");
         assert_eq!(lines.end, 8);
-        assert!(read_lines(&path, 8, 1024).unwrap().is_none());
+        assert!(read_lines(&path, 8, 1024, Vec::new()).unwrap().is_none());
     }
 
     #[test]
     fn stops_near_max_but_never_splits_a_line() {
         let (_dir, path) = file_with(b"aaaa\nbbbb\ncccc\n");
-        let lines = read_lines(&path, 0, 7).unwrap().unwrap();
+        let lines = read_lines(&path, 0, 7, Vec::new()).unwrap().unwrap();
         assert_eq!(lines.bytes, b"aaaa\n");
         let long = format!("{}\nz\n", "x".repeat(5000));
         let (_dir, path) = file_with(long.as_bytes());
-        let lines = read_lines(&path, 0, 100).unwrap().unwrap();
+        let lines = read_lines(&path, 0, 100, Vec::new()).unwrap().unwrap();
         assert_eq!(lines.bytes.len(), 5001);
         assert_eq!(lines.end, 5001);
     }
@@ -208,7 +216,7 @@ mod tests {
     fn missing_file_is_empty() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("none.log");
-        assert!(read_lines(&path, 0, 10).unwrap().is_none());
+        assert!(read_lines(&path, 0, 10, Vec::new()).unwrap().is_none());
         assert_eq!(len(&path).unwrap(), 0);
     }
 

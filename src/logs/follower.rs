@@ -13,7 +13,7 @@ use super::{Chunk, QueueLog, file};
 /// batch; from the channel, the last chunk taken is taken whole (at most 64 KiB). An SSE client
 /// that does not read holds about one batch, so this stays small; a chunk the writer broadcasts
 /// is about 32 KiB.
-const BATCH_BYTES: usize = 32 * 1024;
+const BATCH_BYTES: usize = 16 * 1024;
 
 /// Why a follower could not start.
 #[derive(Debug, thiserror::Error)]
@@ -167,8 +167,13 @@ impl LogFollower {
     async fn read_file(&mut self) -> io::Result<Option<Batch>> {
         let path = self.log.path.clone();
         let offset = self.offset;
+        // A turn first, then the buffer: followers waiting for a turn hold none. The buffer is
+        // allocated here, on a runtime thread: what a short-lived blocking thread allocates can
+        // stay with the allocator after the thread is gone. The semaphore is never closed.
+        let _turn = self.log.reads.acquire().await.map_err(io::Error::other)?;
+        let buf = Vec::with_capacity(BATCH_BYTES);
         let read =
-            tokio::task::spawn_blocking(move || file::read_lines(&path, offset, BATCH_BYTES))
+            tokio::task::spawn_blocking(move || file::read_lines(&path, offset, BATCH_BYTES, buf))
                 .await
                 .map_err(io::Error::other)??;
         Ok(read.map(|lines| Batch {

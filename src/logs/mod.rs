@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{Semaphore, broadcast, watch};
 
 use crate::model::QueueId;
 
@@ -37,6 +37,10 @@ pub use writer::LogWriter;
 /// Chunks a queue's channel keeps for followers that have not taken them yet; a follower further
 /// behind reads the file instead.
 const CHANNEL_CHUNKS: usize = 256;
+/// File reads of followers at once, in the whole hub. A thousand clients that start replaying a
+/// log together wait their turn without a buffer each, instead of each holding one in the
+/// blocking pool's queue (and making a blocking thread each).
+const CONCURRENT_READS: usize = 8;
 
 /// The server's log hub: a cheap handle, one per server.
 #[derive(Clone)]
@@ -51,6 +55,8 @@ struct HubInner {
     /// Channels of queues that have a writer or a follower; entries die with their last user.
     /// A `std` mutex: held for a map lookup, never across `.await`.
     queues: Mutex<HashMap<QueueId, Weak<QueueLog>>>,
+    /// Turns for followers' file reads ([`CONCURRENT_READS`]).
+    reads: Arc<Semaphore>,
 }
 
 /// What a queue's writer and followers share.
@@ -59,6 +65,8 @@ pub(crate) struct QueueLog {
     pub(crate) tx: broadcast::Sender<Arc<Chunk>>,
     /// `true` while a writer is open.
     pub(crate) live: watch::Sender<bool>,
+    /// The hub's turns for file reads.
+    pub(crate) reads: Arc<Semaphore>,
 }
 
 /// Whole lines `start..end` of the file, as broadcast after they were written.
@@ -83,6 +91,7 @@ impl LogHub {
                 echo,
                 root: root.to_path_buf(),
                 queues: Mutex::new(HashMap::new()),
+                reads: Arc::new(Semaphore::new(CONCURRENT_READS)),
             }),
         }
     }
@@ -137,7 +146,13 @@ impl LogHub {
         queues.retain(|_, log| log.strong_count() > 0);
         let (tx, _) = broadcast::channel(CHANNEL_CHUNKS);
         let (live, _) = watch::channel(false);
-        let log = Arc::new(QueueLog { path, tx, live });
+        let reads = self.inner.reads.clone();
+        let log = Arc::new(QueueLog {
+            path,
+            tx,
+            live,
+            reads,
+        });
         queues.insert(id.clone(), Arc::downgrade(&log));
         log
     }

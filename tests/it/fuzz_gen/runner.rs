@@ -24,7 +24,8 @@ use std::fmt;
 use std::io::Write;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize};
 use std::sync::{Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -335,6 +336,8 @@ fn guarded<R>(f: impl FnOnce() -> R) -> Result<R, String> {
 struct Slot {
     claimed: AtomicBool,
     running: AtomicBool,
+    /// The case is being rendered (the generator's work), not checked.
+    rendering: AtomicBool,
     seed: AtomicU64,
     /// Nanoseconds since [`epoch`] when the case started.
     started: AtomicU64,
@@ -347,6 +350,7 @@ impl Slot {
         Slot {
             claimed: AtomicBool::new(false),
             running: AtomicBool::new(false),
+            rendering: AtomicBool::new(false),
             seed: AtomicU64::new(0),
             started: AtomicU64::new(0),
             name: AtomicPtr::new(std::ptr::null_mut()),
@@ -357,7 +361,9 @@ impl Slot {
     fn begin(&self, seed: u64) {
         self.seed.store(seed, Relaxed);
         self.started.store(now_nanos(), Relaxed);
-        self.running.store(true, Relaxed);
+        self.rendering.store(true, Relaxed);
+        // Release: a watchdog that sees `running` sees this case's seed and start.
+        self.running.store(true, Release);
     }
 
     fn end(&self) {
@@ -402,6 +408,12 @@ impl SlotGuard {
     fn end(&self) {
         if let Some(s) = self.0 {
             s.end();
+        }
+    }
+
+    fn rendered(&self) {
+        if let Some(s) = self.0 {
+            s.rendering.store(false, Relaxed);
         }
     }
 }
@@ -469,9 +481,10 @@ struct Eval {
 }
 
 /// Renders and checks one case: `Err` when the property does not hold.
-fn evaluate<T: Target>(case: &T::Case, limit: Duration) -> Result<Eval, String> {
+fn evaluate<T: Target>(case: &T::Case, limit: Duration, slot: &SlotGuard) -> Result<Eval, String> {
     let input = guarded(|| T::render(case))
         .map_err(|p| format!("the generator panicked (a fuzz bug): {p}"))?;
+    slot.rendered();
     let started = Instant::now();
     let verdict = guarded(|| T::check(case, &input));
     let time = started.elapsed();
@@ -642,7 +655,7 @@ fn worker<T: Target>(shared: &Shared<'_>, total: u64, slot: &SlotGuard) {
         };
         let case = tree.current();
         slot.begin(seed);
-        let result = evaluate::<T>(&case, o.case_limit);
+        let result = evaluate::<T>(&case, o.case_limit, slot);
         slot.end();
         match result {
             Ok(eval) => {
@@ -691,7 +704,7 @@ fn shrink<T: Target>(
             steps += 1;
             let candidate = tree.current();
             slot.begin(seed);
-            let result = evaluate::<T>(&candidate, o.case_limit);
+            let result = evaluate::<T>(&candidate, o.case_limit, slot);
             slot.end();
             match result {
                 Err(why) => {
@@ -742,12 +755,14 @@ fn watch<T: Target>(shared: &Shared<'_>, slots: &[Option<&'static Slot>], starte
     while shared.workers.load(Relaxed) > 0 {
         std::thread::sleep(Duration::from_millis(50));
         for slot in slots.iter().flatten() {
-            if !slot.running.load(Relaxed) {
+            // Acquire: the seed and start read next are those of the running case.
+            if !slot.running.load(Acquire) {
                 continue;
             }
+            let (seed, rendering) = (slot.seed.load(Relaxed), slot.rendering.load(Relaxed));
             let ran = now_nanos().saturating_sub(slot.started.load(Relaxed));
-            if ran > o.hang_limit.as_nanos() as u64 {
-                hang::<T>(slot.seed.load(Relaxed), Duration::from_nanos(ran));
+            if ran > o.hang_limit.as_nanos() as u64 && slot.seed.load(Relaxed) == seed {
+                hang::<T>(seed, Duration::from_nanos(ran), rendering);
             }
         }
         if let Some(every) = o.progress
@@ -772,16 +787,21 @@ fn watch<T: Target>(shared: &Shared<'_>, slots: &[Option<&'static Slot>], starte
 
 /// A case that does not end: print it as generated, save it, and end the process (a thread
 /// cannot be stopped).
-fn hang<T: Target>(seed: u64, ran: Duration) -> ! {
+fn hang<T: Target>(seed: u64, ran: Duration, rendering: bool) -> ! {
     let mut runner = new_runner();
     let input = generate::<T>(&T::strategy(), &mut runner, seed)
         .and_then(|tree| guarded(|| T::render(&tree.current())).ok());
     let mut err = std::io::stderr();
     let _ = writeln!(
         err,
-        "\nFAILED: {} case with seed {seed:#018x} has been running for {:.1} s: a hang\n  replay it: FUZZ_REPLAY={seed:#018x} cargo bench --bench fuzz -- {}",
+        "\nFAILED: {} case with seed {seed:#018x} has been running for {:.1} s: a hang{}\n  replay it: FUZZ_REPLAY={seed:#018x} cargo bench --bench fuzz -- {}",
         T::NAME,
         ran.as_secs_f64(),
+        if rendering {
+            " of the generator, while rendering the case (a fuzz bug)"
+        } else {
+            ""
+        },
         T::NAME
     );
     if let Some(input) = input {

@@ -423,7 +423,11 @@ fn write(x: &X, st: &Style, out: &mut Vec<u8>, depth: usize) {
             closed,
             inner,
         } => {
+            // The name may be long too: the cap is checked at every level.
             for _ in 0..*n {
+                if out.len() > MAX_INPUT {
+                    break;
+                }
                 out.push(b'<');
                 out.extend_from_slice(name.as_bytes());
                 out.push(b'>');
@@ -431,6 +435,9 @@ fn write(x: &X, st: &Style, out: &mut Vec<u8>, depth: usize) {
             write(inner, st, out, depth);
             if *closed {
                 for _ in 0..*n {
+                    if out.len() > 2 * MAX_INPUT {
+                        break;
+                    }
                     out.extend_from_slice(b"</");
                     out.extend_from_slice(name.as_bytes());
                     out.push(b'>');
@@ -439,10 +446,12 @@ fn write(x: &X, st: &Style, out: &mut Vec<u8>, depth: usize) {
         }
         X::Repeat { n, item } => {
             for _ in 0..*n {
-                if out.len() > MAX_INPUT {
+                let before = out.len();
+                write(item, st, out, depth);
+                // Nothing written (an empty text): nothing will be, however many more times.
+                if out.len() > MAX_INPUT || out.len() == before {
                     break;
                 }
-                write(item, st, out, depth);
             }
         }
         X::ManyAttrs { name, n, unique } => {
