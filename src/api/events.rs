@@ -28,7 +28,8 @@ pub async fn stream(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let from = resume_point(&headers, &params, "change sequence number")?;
-    let counted = match admit(&state, "events", None) {
+    let config = state.config();
+    let counted = match admit(&state, &config.api, "events", None) {
         Ok(counted) => counted,
         Err(refused) => return Ok(*refused),
     };
@@ -45,11 +46,7 @@ pub async fn stream(
         let frame = client.next_frame().await?;
         Some((frame, client))
     });
-    Ok(sse_response(
-        frames,
-        counted,
-        state.config().api.sse_send_timeout,
-    ))
+    Ok(sse_response(frames, counted, config.api.sse_send_timeout))
 }
 
 /// One client's position in the change feed.

@@ -58,7 +58,8 @@ pub async fn text(
         };
         let len = tail.range.end - tail.range.start;
         let chunks = read_range(Arc::new(file), tail.range);
-        let body = super::send::bounded(chunks, state.config().api.sse_send_timeout, || {
+        let timeout = state.config().api.sse_send_timeout;
+        let body = super::send::bounded(chunks, timeout, || {
             tracing::info!("closed a log tail answer whose client stopped reading");
         });
         let mut response = plain_text(Body::from_stream(body));
@@ -155,7 +156,8 @@ pub async fn stream(
 ) -> Result<Response, ApiError> {
     let id = parse_id(&raw)?;
     let from = resume_point(&headers, &params, "byte offset")?.unwrap_or(0);
-    let client = match admit(&state, "log", Some(id.as_str())) {
+    let config = state.config();
+    let client = match admit(&state, &config.api, "log", Some(id.as_str())) {
         Ok(client) => client,
         Err(refused) => return Ok(*refused),
     };
@@ -184,11 +186,7 @@ pub async fn stream(
         let frame = follow.next_frame().await?;
         Some((frame, follow))
     });
-    Ok(sse_response(
-        frames,
-        client,
-        state.config().api.sse_send_timeout,
-    ))
+    Ok(sse_response(frames, client, config.api.sse_send_timeout))
 }
 
 /// One client following one queue's log.

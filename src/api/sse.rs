@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::config::ApiConfig;
 use crate::metrics::{SseClient, SseLimits};
 
 /// How often an idle stream sends a comment, so that proxies keep it open.
@@ -29,14 +30,14 @@ const KEEP_ALIVE_FRAME: &[u8] = b":\n\n";
 const RETRY_AFTER_SECONDS: u64 = 5;
 
 /// Counts a new stream (`log` of `queue`, or `events`) against `[api] max_sse_clients` and
-/// `max_sse_per_queue`; over a limit, the answer to send instead: 503 naming the limit, with
-/// `Retry-After`.
+/// `max_sse_per_queue` of the request's configuration `api`; over a limit, the answer to send
+/// instead: 503 naming the limit, with `Retry-After`.
 pub(crate) fn admit(
     state: &AppState,
+    api: &ApiConfig,
     stream: &'static str,
     queue: Option<&str>,
 ) -> Result<SseClient, Box<Response>> {
-    let api = &state.config().api;
     let limits = SseLimits {
         total: api.max_sse_clients,
         per_queue: api.max_sse_per_queue,
