@@ -137,6 +137,17 @@ impl Client {
         .await
     }
 
+    /// Re-runs finished queue `id` (only its tasks that did not pass with `failed`).
+    pub async fn rerun(&self, id: &str, failed: bool) -> anyhow::Result<Value> {
+        let only = if failed { "failed" } else { "all" };
+        self.json(
+            self.http
+                .post(format!("{}/api/queues/{id}/rerun", self.base))
+                .json(&serde_json::json!({ "only": only })),
+        )
+        .await
+    }
+
     pub async fn delete(&self, id: &str) -> anyhow::Result<()> {
         self.json(self.http.delete(format!("{}/api/queues/{id}", self.base)))
             .await

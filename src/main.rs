@@ -87,6 +87,18 @@ enum Command {
         server: ServerArg,
         id: String,
     },
+    /// Re-run a finished queue at the commit it ran, as a new queue; print it (or follow its log).
+    Rerun {
+        #[command(flatten)]
+        server: ServerArg,
+        id: String,
+        /// Only the tasks that did not pass.
+        #[arg(long)]
+        failed: bool,
+        /// Follow the new queue's live log until it ends; exit 0 only if it passed.
+        #[arg(long, short)]
+        follow: bool,
+    },
     /// Delete a queue (aborting it first) and its files.
     Delete {
         #[command(flatten)]
@@ -288,6 +300,24 @@ fn run_client(command: Command) -> anyhow::Result<ExitCode> {
             Command::Abort { server, id } => {
                 print_json(&server.client()?.abort(&id).await?);
                 Ok(ExitCode::SUCCESS)
+            }
+            Command::Rerun {
+                server,
+                id,
+                failed,
+                follow,
+            } => {
+                let client = server.client()?;
+                let queue = client.rerun(&id, failed).await?;
+                let new = queue["id"].as_str().unwrap_or_default().to_owned();
+                if !follow {
+                    print_json(&queue);
+                    return Ok(ExitCode::SUCCESS);
+                }
+                eprintln!("re-running {id} as {new}; following its log");
+                Ok(passed(
+                    client.logs(&new, true, &mut std::io::stdout()).await?,
+                ))
             }
             Command::Delete { server, id } => {
                 server.client()?.delete(&id).await?;

@@ -356,6 +356,10 @@ mod tests {
             finished_at: Some(4_000),
             attempt: 1,
             error: None,
+            origin: crate::model::Origin::Api,
+            resolved_commit: None,
+            rerun_of: None,
+            reruns: Vec::new(),
         };
         m.finished(&q);
         m.test(TestStatus::Failed);

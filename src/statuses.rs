@@ -34,7 +34,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{GiteaConfig, LiveConfig, StatusConfig};
-use crate::model::{Queue, QueueId, Status};
+use crate::model::{Queue, QueueId, SUPERSEDED, Status};
 use crate::store::{Feed, Store};
 
 /// Where a queue's status goes: `POST {url}/api/v1/repos/{owner}/{repo}/statuses/{sha}`.
@@ -81,9 +81,11 @@ pub fn target(gitea: &GiteaConfig, config: &StatusConfig, queue: &Queue) -> Opti
     if !gitea_name(owner) || !gitea_name(repo) {
         return None;
     }
-    let webhook_like = queue.id == crate::hooks::queue_id(&format!("{owner}/{repo}"), &sha)
-        && queue.request.environment == gitea.environment
-        && queue.request.scenarios == gitea.scenarios;
+    let environment = &queue.request.environment;
+    let webhook_like =
+        crate::hooks::is_webhook_id(&queue.id, &format!("{owner}/{repo}"), &sha, environment)
+            && gitea.environments.contains(environment)
+            && queue.request.scenarios == gitea.scenarios;
     webhook_like.then(|| Target {
         owner: owner.to_owned(),
         repo: repo.to_owned(),
@@ -102,7 +104,13 @@ pub fn status(config: &StatusConfig, queue: &Queue) -> CommitStatus {
         Status::Passed => ("success", "passed".to_owned()),
         Status::Failed => ("failure", "tests failed".to_owned()),
         Status::TimedOut => ("error", "timed out".to_owned()),
-        Status::Aborted => ("error", "aborted".to_owned()),
+        Status::Aborted => (
+            "error",
+            match queue.error.as_deref() {
+                Some(why) if why.starts_with(SUPERSEDED) => why.to_owned(),
+                _ => "aborted".to_owned(),
+            },
+        ),
         Status::Error | Status::Skipped => (
             "error",
             queue.error.clone().unwrap_or_else(|| "error".to_owned()),
@@ -390,7 +398,7 @@ mod tests {
     fn queue(repo: &str, status: Status) -> Queue {
         let id = repo
             .strip_prefix("https://gitea.example.org/")
-            .map(|p| crate::hooks::queue_id(p.trim_end_matches(".git"), SHA))
+            .map(|p| crate::hooks::queue_id(p.trim_end_matches(".git"), SHA, "esp32"))
             .unwrap_or_else(|| QueueId::parse("elsewhere").unwrap());
         Queue {
             id,
@@ -409,6 +417,10 @@ mod tests {
             finished_at: None,
             attempt: 1,
             error: Some("build failed (exit 2)".into()),
+            origin: crate::model::Origin::Api,
+            resolved_commit: None,
+            rerun_of: None,
+            reruns: Vec::new(),
         }
     }
 
@@ -457,7 +469,7 @@ mod tests {
             let mut q = queue(repo, Status::Waiting);
             // Even under the id a delivery would get.
             if let Some(p) = repo.strip_prefix("https://gitea.example.org/") {
-                q.id = crate::hooks::queue_id(p, SHA);
+                q.id = crate::hooks::queue_id(p, SHA, "esp32");
             }
             assert_eq!(target_of(&q), None, "{repo}");
         }
@@ -526,7 +538,7 @@ mod tests {
             ("error", "build failed (exit 2)")
         );
         assert_eq!(e.context, "testarena/esp32");
-        let id = crate::hooks::queue_id("team/fw", SHA);
+        let id = crate::hooks::queue_id("team/fw", SHA, "esp32");
         assert_eq!(
             e.target_url,
             Some(format!("https://ta.example.org/queues/{id}"))

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Change, Millis, Queue, Status, Task, TestResult, rfc3339};
+use crate::model::{Change, Line, Millis, Origin, Queue, Status, Task, TestResult, rfc3339};
 
 /// A queue as `GET /api/queues/{id}`, the listing, the enqueue answer and webhooks show it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -18,8 +18,23 @@ pub struct QueueRecord {
     pub finished_at: Option<String>,
     pub id: String,
     pub priority: i32,
+    /// The pull request a webhook queue tests.
+    #[serde(default)]
+    pub pull_request: Option<u64>,
     pub repo: String,
+    /// The queue this one re-runs.
+    #[serde(default)]
+    pub rerun_of: Option<String>,
+    /// Its re-runs, oldest first.
+    #[serde(default)]
+    pub reruns: Vec<String>,
+    /// The commit its checkout resolved (what a re-run runs).
+    #[serde(default)]
+    pub resolved_commit: Option<String>,
     pub scenarios: Vec<String>,
+    /// `api` or `gitea`: who enqueued it.
+    #[serde(default)]
+    pub source: String,
     pub started_at: Option<String>,
     pub status: Status,
     /// Only where the queue is shown with its tasks.
@@ -117,8 +132,22 @@ impl QueueRecord {
             finished_at: q.finished_at.map(rfc3339),
             id: q.id.to_string(),
             priority: r.priority,
+            pull_request: match &q.origin {
+                Origin::Gitea {
+                    line: Some(Line::PullRequest(n)),
+                } => Some(*n),
+                _ => None,
+            },
             repo: r.repo.clone(),
+            rerun_of: q.rerun_of.as_ref().map(ToString::to_string),
+            reruns: q.reruns.iter().map(ToString::to_string).collect(),
+            resolved_commit: q.resolved_commit.clone(),
             scenarios: r.scenarios.clone(),
+            source: match q.origin {
+                Origin::Api => "api",
+                Origin::Gitea { .. } => "gitea",
+            }
+            .to_owned(),
             started_at: q.started_at.map(rfc3339),
             status: q.status,
             tasks: tasks.map(|ts| ts.iter().map(TaskRecord::new).collect()),

@@ -3,10 +3,12 @@
 //! Checked in this order, each with its own error: webhooks configured (a secret is set),
 //! JSON content type, the HMAC-SHA256 signature over the raw body, the event. Then the delivery
 //! is validated like any enqueue, after its repository: from `[gitea] url` (when set) and in
-//! `[worker] allowed_repos`, else 403. Answers: 202 with the new queue; 200 with the queue when
-//! the same commit is already queued (redelivery, a push and a pull-request update, a tag); 200
-//! with `ignored` and the reason for a delivery that queues nothing. Gitea shows the answer in
-//! the webhook's delivery history.
+//! `[worker] allowed_repos`, else 403. A delivery makes one queue per `[gitea] environments`.
+//! Answers: 202 with the new `queues`; 200 with them when the same commit is already queued
+//! everywhere (redelivery, a push and a pull-request update, a tag); 200 with `ignored` and the
+//! reason for a delivery that queues nothing. Gitea shows the answer in the webhook's delivery
+//! history. With `[gitea] cancel_superseded`, a delivery for a branch or a pull request then
+//! aborts the older webhook queues of that line it supersedes (in the background).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -24,7 +26,7 @@ use super::validate::EnqueueBody;
 use crate::config::Config;
 use crate::hooks::gitea::{Decision, Wanted, decide, from_this_gitea};
 use crate::hooks::signature_matches;
-use crate::model::QueueRequest;
+use crate::model::{Line, Origin, Queue, QueueRequest, SUPERSEDED};
 use crate::store::{Enqueued, StoreError};
 
 pub async fn gitea(
@@ -111,6 +113,8 @@ fn repo_allowed(config: &Config, repo: &str) -> Result<(), ApiError> {
         .map_err(|m| ApiError::new(StatusCode::FORBIDDEN, "repo_not_allowed", m))
 }
 
+/// One queue per `[gitea] environments`; then, for a branch or a pull request, the older
+/// webhook queues it supersedes are aborted in the background.
 async fn enqueue(
     state: &AppState,
     config: &Config,
@@ -118,54 +122,124 @@ async fn enqueue(
     delivery: &str,
 ) -> Result<Response, ApiError> {
     let gitea = &config.gitea;
+    let mut records = Vec::with_capacity(gitea.environments.len());
+    let mut created = false;
+    for environment in &gitea.environments {
+        let (new, queue) = enqueue_one(state, config, &wanted, environment).await?;
+        created |= new;
+        tracing::info!(%delivery, queue = %queue.id, why = %wanted.why, duplicate = !new, "webhook delivery");
+        if gitea.cancel_superseded
+            && let Some(line) = &wanted.line
+        {
+            tokio::spawn(supersede(state.clone(), queue.clone(), line.clone()));
+        }
+        records.push(queue_record(state, &queue, None));
+    }
+    let location = records.first().map(|r| format!("/api/queues/{}", r.id));
+    let answer = json!({
+        "queues": records,
+        "why": wanted.why,
+        "duplicate": !created,
+        "delivery": delivery,
+    });
+    let status = if created {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    let mut response = (status, Json(answer)).into_response();
+    if let Some(v) = location.and_then(|l| l.parse().ok()) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(response)
+}
+
+/// The delivery's queue in `environment`: `(true, queue)` when it was made now, `(false,
+/// queue)` when the same commit was queued there before.
+async fn enqueue_one(
+    state: &AppState,
+    config: &Config,
+    wanted: &Wanted,
+    environment: &str,
+) -> Result<(bool, Queue), ApiError> {
+    let gitea = &config.gitea;
     let body = EnqueueBody {
-        id: Some(wanted.id.to_string()),
-        repo: wanted.repo,
-        branch: wanted.branch,
-        commit: Some(wanted.commit),
-        environment: gitea.environment.clone(),
+        id: Some(wanted.queue_id(environment).to_string()),
+        repo: wanted.repo.clone(),
+        branch: wanted.branch.clone(),
+        commit: Some(wanted.commit.clone()),
+        environment: environment.to_owned(),
         scenarios: Some(gitea.scenarios.clone()),
         priority: Some(gitea.priority),
     };
     let (id, request) = validate::enqueue(&body, config)
         .map_err(|e| ApiError::bad_request("invalid_payload", e.message, None))?;
-    let (status, queue) = match state.store.enqueue(id.clone(), request.clone()).await {
+    let origin = Origin::Gitea {
+        line: wanted.line.clone(),
+    };
+    match state
+        .store
+        .enqueue_from(id.clone(), request.clone(), origin)
+        .await
+    {
         Ok(Enqueued::Created(view)) => {
             state.metrics.enqueued(crate::metrics::Source::Gitea);
-            (StatusCode::ACCEPTED, view.queue)
+            Ok((true, view.queue))
         }
-        Ok(Enqueued::Existing(view)) => (StatusCode::OK, view.queue),
+        Ok(Enqueued::Existing(view)) => Ok((false, view.queue)),
         // The same commit asked for another way (a push and a pull request, a tag): already
         // queued, if the queue there runs the same thing. Anything else under this id is not
         // this delivery's queue.
         Err(StoreError::Conflict(_)) => match state.store.get(&id).await? {
-            Some(view) if same_run(&view.queue.request, &request) => (StatusCode::OK, view.queue),
-            Some(_) => {
-                return Err(ApiError::conflict(format!(
-                    "queue {id} exists and runs something else (another repository, environment or scenarios): delete it, then redeliver"
-                )));
-            }
-            None => {
-                return Err(ApiError::conflict(format!(
-                    "queue {id} changed meanwhile: redeliver"
-                )));
-            }
+            Some(view) if same_run(&view.queue.request, &request) => Ok((false, view.queue)),
+            Some(_) => Err(ApiError::conflict(format!(
+                "queue {id} exists and runs something else (another repository, environment or scenarios): delete it, then redeliver"
+            ))),
+            None => Err(ApiError::conflict(format!(
+                "queue {id} changed meanwhile: redeliver"
+            ))),
         },
-        Err(e) => return Err(e.into()),
-    };
-    let duplicate = status == StatusCode::OK;
-    tracing::info!(%delivery, queue = %id, why = %wanted.why, duplicate, "webhook delivery");
-    let answer = json!({
-        "queue": queue_record(state, &queue, None),
-        "why": wanted.why,
-        "duplicate": duplicate,
-        "delivery": delivery,
-    });
-    let mut response = (status, Json(answer)).into_response();
-    if let Ok(v) = format!("/api/queues/{id}").parse() {
-        response.headers_mut().insert(header::LOCATION, v);
+        Err(e) => Err(e.into()),
     }
-    Ok(response)
+}
+
+/// Aborts the webhook queues that `newer` supersedes: made by an earlier delivery for the same
+/// `line` of the same repository, in the same environment, and still waiting or running. They
+/// end `aborted` with the error `superseded by <newer>`. Queues of the API are never touched.
+async fn supersede(state: AppState, newer: Queue, line: Line) {
+    let mut candidates = match state.store.waiting().await {
+        Ok(waiting) => waiting,
+        Err(e) => {
+            tracing::warn!(queue = %newer.id, error = %e, "cannot look for superseded queues");
+            return;
+        }
+    };
+    for id in state.worker.running() {
+        if let Ok(Some(view)) = state.store.get(&id).await {
+            candidates.push(view.queue);
+        }
+    }
+    let origin = Origin::Gitea { line: Some(line) };
+    let why = format!("{SUPERSEDED}{}", newer.id);
+    for old in candidates {
+        let superseded = old.seq < newer.seq
+            && old.id != newer.id
+            && old.origin == origin
+            && old.request.repo == newer.request.repo
+            && old.request.environment == newer.request.environment
+            && !old.status.is_terminal();
+        if !superseded {
+            continue;
+        }
+        match super::queues::stop(&state, &old.id, &why, &why).await {
+            Ok(()) => tracing::info!(queue = %old.id, by = %newer.id, "superseded queue aborted"),
+            // It finished meanwhile: nothing to cancel.
+            Err(e) if e.status == StatusCode::CONFLICT => {}
+            Err(e) => {
+                tracing::warn!(queue = %old.id, by = %newer.id, error = %e.message, "cannot abort a superseded queue")
+            }
+        }
+    }
 }
 
 /// Whether two requests run the same tests on the same code; the branch may differ (a pull

@@ -104,6 +104,7 @@ pub fn routes(state: AppState) -> (Router, Vec<Route>) {
     .add(M::GET, "/api/queues/{id}", Api(read), queues::get)
     .add(M::DELETE, "/api/queues/{id}", Api(write), queues::delete)
     .add(M::POST, "/api/queues/{id}/abort", Api(write), queues::abort)
+    .add(M::POST, "/api/queues/{id}/rerun", Api(write), queues::rerun)
     .add(M::GET, "/api/queues/{id}/log", Api(read), logs::text)
     .add(
         M::GET,

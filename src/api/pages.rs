@@ -149,6 +149,7 @@ pub async fn queue(
     };
     let mut q = page_json(queue_record(&state, &view.queue, Some(&view.tasks)));
     q["duration_ms"] = json!(duration_ms(&view.queue, now_millis()));
+    q["has_failed"] = json!(view.tasks.iter().any(|t| t.status != Status::Passed));
     for (task, value) in view.tasks.iter().zip(tasks_mut(&mut q)) {
         value["duration_ms"] = json!(span(task.started_at, task.finished_at));
         value["counts"] =

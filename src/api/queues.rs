@@ -13,8 +13,8 @@ use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
 use super::json::ApiJson;
 use super::validate::{self, EnqueueBody, parse_id};
-use crate::model::{Queue, QueueId, Status, Task};
-use crate::store::{Enqueued, Feed, QueueView};
+use crate::model::{ABORTED_WAITING, Queue, QueueId, Status, Task};
+use crate::store::{Enqueued, Feed, QueueView, RerunOnly};
 use crate::wire::{QueuePage, QueueRecord};
 
 const DEFAULT_LIMIT: usize = 50;
@@ -126,7 +126,7 @@ pub async fn abort(
     ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<QueueRecord>, ApiError> {
     let id = parse_id(&raw)?;
-    stop(&state, &id).await?;
+    stop(&state, &id, ABORTED_WAITING, "aborted").await?;
     let view = state
         .store
         .get(&id)
@@ -135,16 +135,22 @@ pub async fn abort(
     Ok(Json(view_record(&state, &view)))
 }
 
-/// Aborts a waiting queue at once; stops a running one and waits until its processes are gone
-/// and it is recorded `aborted` (bounded by the kill grace period plus a margin).
-async fn stop(state: &AppState, id: &QueueId) -> Result<(), ApiError> {
+/// Aborts a waiting queue at once (its error `waiting_why`); stops a running one (its error
+/// `running_why`) and waits until its processes are gone and it is recorded `aborted` (bounded
+/// by the kill grace period plus a margin).
+pub(super) async fn stop(
+    state: &AppState,
+    id: &QueueId,
+    waiting_why: &str,
+    running_why: &str,
+) -> Result<(), ApiError> {
     let mut changes = state.store.follow();
     // A waiting queue ends here, its report written before its end is committed.
-    let q = crate::worker::abort_waiting(&state.worker_deps(), id).await?;
+    let q = crate::worker::abort_waiting(&state.worker_deps(), id, waiting_why).await?;
     if q.status != Status::Running {
         return Ok(());
     }
-    state.worker.abort(id);
+    state.worker.abort(id, running_why);
     let limit = state.config().worker.kill_grace + Duration::from_secs(5);
     let finished = tokio::time::timeout(limit, async {
         loop {
@@ -178,12 +184,47 @@ async fn stop(state: &AppState, id: &QueueId) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// `POST /api/queues/{id}/rerun`, optional body `{"only": "failed"}` (or `"all"`, the default).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RerunBody {
+    only: Option<String>,
+}
+
+/// A new queue that re-runs finished queue `id` at the commit it resolved: 201 with it.
+pub async fn rerun(
+    State(state): State<AppState>,
+    ApiPath(raw): ApiPath<String>,
+    body: Option<ApiJson<RerunBody>>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&raw)?;
+    let only = match body.and_then(|ApiJson(b)| b.only).as_deref() {
+        None | Some("all") => RerunOnly::All,
+        Some("failed") => RerunOnly::Failed,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                format!("only {other:?}: use \"failed\" (the tasks that did not pass) or \"all\""),
+                Some("only"),
+            ));
+        }
+    };
+    let view = state.store.rerun(&id, only).await?;
+    state.metrics.enqueued(crate::metrics::Source::Api);
+    let location = format!("/api/queues/{}", view.queue.id);
+    let mut response = (StatusCode::CREATED, Json(view_record(&state, &view))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(response)
+}
+
 pub async fn delete(
     State(state): State<AppState>,
     ApiPath(raw): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&raw)?;
-    match stop(&state, &id).await {
+    match stop(&state, &id, ABORTED_WAITING, "aborted").await {
         Ok(()) => {}
         // A finished queue cannot be aborted, but it can be deleted.
         Err(e) if e.status == StatusCode::CONFLICT => {}

@@ -11,7 +11,11 @@ use super::{ConfigError, invalid};
 pub struct GiteaConfig {
     /// Shared with the webhook; `None` (empty) refuses every delivery.
     pub secret: Option<Secret>,
-    pub environment: String,
+    /// A delivery makes one queue per environment, in this order; never empty.
+    pub environments: Vec<String>,
+    /// A newer delivery for a branch or pull request aborts the older webhook queues of the same
+    /// repository, line and environment that still wait or run.
+    pub cancel_superseded: bool,
     /// Empty: every scenario the checkout has.
     pub scenarios: Vec<String>,
     /// Branches whose pushes are queued; empty: every branch.
@@ -53,6 +57,8 @@ impl fmt::Debug for Secret {
 pub(super) struct GiteaLayer {
     pub secret: Option<String>,
     pub environment: Option<String>,
+    pub environments: Option<Vec<String>>,
+    pub cancel_superseded: Option<bool>,
     pub scenarios: Option<Vec<String>>,
     pub branches: Option<Vec<String>>,
     pub priority: Option<i32>,
@@ -63,11 +69,21 @@ pub(super) struct GiteaLayer {
 
 impl GiteaLayer {
     pub fn apply(&mut self, other: GiteaLayer) {
+        // `environment` is a shorthand for `environments`: the layer above that sets either
+        // replaces both.
+        if other.environment.is_some() {
+            self.environments = None;
+        }
+        if other.environments.is_some() {
+            self.environment = None;
+        }
         take!(
             self,
             other,
             secret,
             environment,
+            environments,
+            cancel_superseded,
             scenarios,
             branches,
             priority,
@@ -79,15 +95,40 @@ impl GiteaLayer {
 
     /// Validates against the configured environments.
     pub fn finish(self, origin: &str, environments: &[&str]) -> Result<GiteaConfig, ConfigError> {
-        let environment = self.environment.unwrap_or_default();
-        if !environments.contains(&environment.as_str()) {
+        let (key, wanted) = match (self.environments, self.environment) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    origin,
+                    "gitea.environments and gitea.environment are both set: keep one (environment = \"x\" is short for environments = [\"x\"])",
+                ));
+            }
+            (Some(list), None) => ("environments", list),
+            (None, one) => ("environment", vec![one.unwrap_or_default()]),
+        };
+        if wanted.is_empty() {
             return Err(invalid(
                 origin,
-                format!(
-                    "gitea.environment: unknown environment {environment:?}: use one of {}",
-                    environments.join(", ")
-                ),
+                "gitea.environments: name at least one environment for webhook queues",
             ));
+        }
+        let mut chosen: Vec<String> = Vec::with_capacity(wanted.len());
+        for environment in wanted {
+            if !environments.contains(&environment.as_str()) {
+                return Err(invalid(
+                    origin,
+                    format!(
+                        "gitea.{key}: unknown environment {environment:?}: use one of {}",
+                        environments.join(", ")
+                    ),
+                ));
+            }
+            if chosen.contains(&environment) {
+                return Err(invalid(
+                    origin,
+                    format!("gitea.{key}: {environment:?} is listed twice"),
+                ));
+            }
+            chosen.push(environment);
         }
         let scenarios = self.scenarios.unwrap_or_default();
         for s in &scenarios {
@@ -147,7 +188,8 @@ impl GiteaLayer {
         Ok(GiteaConfig {
             statuses,
             secret: self.secret.filter(|s| !s.is_empty()).map(Secret),
-            environment,
+            environments: chosen,
+            cancel_superseded: self.cancel_superseded.unwrap_or(true),
             scenarios,
             branches,
             priority: self.priority.unwrap_or(0),

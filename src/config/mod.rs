@@ -435,7 +435,20 @@ impl Builder {
                 "TESTARENA_GITEA_TOKEN_FILE" => {
                     self.gitea.token = Some(secret_file(&origin, &value)?)
                 }
-                "TESTARENA_GITEA_ENVIRONMENT" => self.gitea.environment = Some(value),
+                "TESTARENA_GITEA_ENVIRONMENT" => {
+                    self.gitea.environments = None;
+                    self.gitea.environment = Some(value);
+                }
+                "TESTARENA_GITEA_ENVIRONMENTS" => {
+                    self.gitea.environment = None;
+                    self.gitea.environments = Some(
+                        value
+                            .split(',')
+                            .map(|e| e.trim().to_owned())
+                            .filter(|e| !e.is_empty())
+                            .collect(),
+                    );
+                }
                 "TESTARENA_GITEA_URL" => self.gitea.url = Some(value),
                 "TESTARENA_GITEA_TOKEN" => self.gitea.token = Some(value),
                 "TESTARENA_GITEA_DASHBOARD_URL" => self.gitea.dashboard_url = Some(value),

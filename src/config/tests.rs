@@ -112,7 +112,7 @@ fn environment_overrides_and_flags() {
 fn gitea_section_defaults_overrides_and_errors() {
     let d = Config::defaults().gitea;
     assert_eq!(d.secret, None, "webhooks are off until a secret is set");
-    assert_eq!(d.environment, "esp32");
+    assert_eq!(d.environments, ["esp32"]);
     assert!(d.scenarios.is_empty() && d.branches.is_empty());
 
     let env = [
@@ -127,7 +127,7 @@ fn gitea_section_defaults_overrides_and_errors() {
         c.gitea.secret.as_ref().map(Secret::expose),
         Some(&b"from-env"[..])
     );
-    assert_eq!(c.gitea.environment, "xtensa-sim");
+    assert_eq!(c.gitea.environments, ["xtensa-sim"]);
     let shown = format!("{c:?}");
     assert!(
         !shown.contains("from-env"),

@@ -4,12 +4,16 @@
 use serde::Deserialize;
 
 use crate::config::GiteaConfig;
-use crate::model::QueueId;
+use crate::model::{Line, QueueId};
 
 /// What a delivery asks for, before the API validates it like any enqueue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Wanted {
-    pub id: QueueId,
+    /// The repository's `owner/name` on Gitea.
+    pub full_name: String,
+    /// What it tests: a branch or a pull request (none for a tag); a newer delivery for the
+    /// same line supersedes this one's queues.
+    pub line: Option<Line>,
     pub repo: String,
     pub branch: Option<String>,
     pub commit: String,
@@ -61,6 +65,13 @@ struct Head {
     sha: String,
 }
 
+impl Wanted {
+    /// The id of this delivery's queue in `environment`.
+    pub fn queue_id(&self, environment: &str) -> QueueId {
+        super::queue_id(&self.full_name, &self.commit, environment)
+    }
+}
+
 /// Decides what delivery `event` (the `X-Gitea-Event` header) with `body` asks for.
 pub fn decide(event: &str, body: &[u8], config: &GiteaConfig) -> Result<Decision, Malformed> {
     match event {
@@ -109,16 +120,20 @@ fn push(p: Push, config: &GiteaConfig) -> Result<Decision, Malformed> {
             p.git_ref
         )));
     };
-    let (branch, why) = if let Some(branch) = p.git_ref.strip_prefix("refs/heads/") {
+    let (branch, line, why) = if let Some(branch) = p.git_ref.strip_prefix("refs/heads/") {
         if !config.branches.is_empty() && !config.branches.iter().any(|b| b == branch) {
             return Ok(Decision::Ignore(format!(
                 "branch {branch:?} is not in [gitea] branches ({})",
                 config.branches.join(", ")
             )));
         }
-        (Some(branch.to_owned()), format!("push to {branch}"))
+        (
+            Some(branch.to_owned()),
+            Some(Line::Branch(branch.to_owned())),
+            format!("push to {branch}"),
+        )
     } else if let Some(tag) = p.git_ref.strip_prefix("refs/tags/") {
-        (None, format!("tag {tag}"))
+        (None, None, format!("tag {tag}"))
     } else {
         return Ok(Decision::Ignore(format!(
             "{} is neither a branch nor a tag",
@@ -126,7 +141,8 @@ fn push(p: Push, config: &GiteaConfig) -> Result<Decision, Malformed> {
         )));
     };
     Ok(Decision::Queue(Wanted {
-        id: super::queue_id(&p.repository.full_name, sha),
+        full_name: p.repository.full_name,
+        line,
         repo: p.repository.clone_url,
         branch,
         commit: sha.to_owned(),
@@ -154,7 +170,8 @@ fn pull_request(p: PullRequestEvent) -> Result<Decision, Malformed> {
     // The head commit is fetched from the base repository (its mirror holds refs/pull/*), so
     // pull requests from forks work too.
     Ok(Decision::Queue(Wanted {
-        id: super::queue_id(&p.repository.full_name, sha),
+        full_name: p.repository.full_name,
+        line: Some(Line::PullRequest(p.number)),
         repo: p.repository.clone_url,
         branch: None,
         commit: sha.to_owned(),
@@ -196,7 +213,8 @@ mod tests {
         assert_eq!(
             d,
             Decision::Queue(Wanted {
-                id: QueueId::parse("team-fw-app-3f2a9c1b7d0e").unwrap(),
+                full_name: "team/fw-app".into(),
+                line: Some(Line::Branch("main".into())),
                 repo: "https://gitea.example.invalid/team/fw-app.git".into(),
                 branch: Some("main".into()),
                 commit: SHA.into(),
@@ -211,12 +229,13 @@ mod tests {
         let Decision::Queue(w) = decide("push", &tag, &config("")).unwrap() else {
             panic!("a tag is queued");
         };
-        assert_eq!((w.branch, w.commit.as_str()), (None, SHA));
+        assert_eq!((w.branch.clone(), w.commit.as_str()), (None, SHA));
         assert_eq!(
-            w.id.as_str(),
-            "team-fw-app-3f2a9c1b7d0e",
+            w.queue_id("esp32").as_str(),
+            "team-fw-app-3f2a9c1b7d0e-esp32",
             "folds with the branch push"
         );
+        assert_eq!(w.line, None, "a tag supersedes nothing");
         // A deleted tag: `after` is all zeros, whatever the hash length.
         for zeros in ["0".repeat(40), "0".repeat(64)] {
             let deleted = with(PUSH, |v| {
@@ -257,6 +276,7 @@ mod tests {
         assert_eq!(w.branch, None);
         assert_eq!(w.commit, "b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6");
         assert_eq!(w.why, "pull request #4 (synchronized)");
+        assert_eq!(w.line, Some(Line::PullRequest(4)));
         for action in ["opened", "reopened"] {
             let body = with(PULL, |v| v["action"] = json!(action));
             assert!(matches!(

@@ -4,9 +4,10 @@
 //! - `signature` checks the HMAC-SHA256 a forge computes with the shared secret over the exact
 //!   body it sent.
 //! - `gitea` turns a push or pull-request delivery into a queue request, or says why not.
-//! - A queue's id is derived from the repository and the commit, so a redelivery (which Gitea
-//!   gives a new delivery id), a push and a pull-request update of the same commit, or a tag on
-//!   an already queued commit fold into one queue instead of running twice.
+//! - A queue's id is derived from the repository, the commit and the environment, so a
+//!   redelivery (which Gitea gives a new delivery id), a push and a pull-request update of the
+//!   same commit, or a tag on an already queued commit fold into one queue per environment
+//!   instead of running twice.
 
 pub mod gitea;
 
@@ -35,31 +36,58 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// `<owner>-<name>-<first 12 of the commit>`, made a valid queue id: one queue per commit of a
-/// repository.
-pub fn queue_id(full_name: &str, commit: &str) -> QueueId {
+/// `<owner>-<name>-<first 12 of the commit>-<environment>`, made a valid queue id: one queue
+/// per commit of a repository and environment. The name is shortened to fit an id; the
+/// environment to 24 characters.
+pub fn queue_id(full_name: &str, commit: &str, environment: &str) -> QueueId {
     let short: String = commit.chars().take(12).collect();
-    let mut name = String::new();
-    for c in full_name.chars() {
-        let c = if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-            c
-        } else {
-            '-'
-        };
-        name.push(c);
-    }
+    let env: String = safe(environment).chars().take(24).collect();
+    let env = env.trim_matches('-');
+    let tail = if env.is_empty() {
+        format!("-{short}")
+    } else {
+        format!("-{short}-{env}")
+    };
+    let name = safe(full_name);
     // An id starts with a letter or digit.
     let name = name.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
     let name = name.trim_end_matches('-');
-    // Room for "-" and the commit within the 64 characters of an id.
-    let name: String = name.chars().take(64 - 1 - short.len()).collect();
+    // Room for the commit and the environment within the 64 characters of an id.
+    let name: String = name.chars().take(64 - tail.len()).collect();
     let name = name.trim_end_matches('-');
     let id = if name.is_empty() {
-        format!("commit-{short}")
+        format!("commit{tail}")
     } else {
-        format!("{name}-{short}")
+        format!("{name}{tail}")
     };
     QueueId::parse(&id).expect("letters, digits, '_' and '-' make a valid id")
+}
+
+/// Whether `id` is the id of a webhook queue of `full_name` at `commit` in `environment`, or of
+/// one of its re-runs (`<id>.r<N>`, any number of times; a re-run whose id had to be
+/// shortened does not count).
+pub fn is_webhook_id(id: &QueueId, full_name: &str, commit: &str, environment: &str) -> bool {
+    let mut id = id.as_str();
+    while let Some((base, n)) = id.rsplit_once(".r")
+        && !n.is_empty()
+        && n.chars().all(|c| c.is_ascii_digit())
+    {
+        id = base;
+    }
+    id == queue_id(full_name, commit, environment).as_str()
+}
+
+/// Letters, digits, `_` and `-`; anything else becomes `-`.
+fn safe(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -87,20 +115,31 @@ mod tests {
     #[test]
     fn queue_ids_are_valid_and_stable() {
         let sha = "3f2a9c1b7d0e5a6b8c9d0e1f2a3b4c5d6e7f8091";
-        assert_eq!(
-            queue_id("team/fw-app", sha).as_str(),
-            "team-fw-app-3f2a9c1b7d0e"
-        );
-        assert_eq!(
-            queue_id("team/fw.app", sha).as_str(),
-            "team-fw-app-3f2a9c1b7d0e"
-        );
-        assert_eq!(queue_id("..", sha).as_str(), "commit-3f2a9c1b7d0e");
-        assert_eq!(queue_id("_team/fw", sha).as_str(), "team-fw-3f2a9c1b7d0e");
-        assert_eq!(queue_id("-_-/x", sha).as_str(), "x-3f2a9c1b7d0e");
+        let id = |name: &str, env: &str| queue_id(name, sha, env).to_string();
+        assert_eq!(id("team/fw-app", "esp32"), "team-fw-app-3f2a9c1b7d0e-esp32");
+        assert_eq!(id("team/fw.app", "esp32"), "team-fw-app-3f2a9c1b7d0e-esp32");
+        assert_eq!(id("..", "esp32"), "commit-3f2a9c1b7d0e-esp32");
+        assert_eq!(id("_team/fw", "qemu.s3"), "team-fw-3f2a9c1b7d0e-qemu-s3");
+        assert_eq!(id("-_-/x", "..."), "x-3f2a9c1b7d0e");
         let long = format!("{}/{}", "o".repeat(40), "n".repeat(40));
-        let id = queue_id(&long, sha);
-        assert!(id.as_str().len() <= 64, "{id}");
-        assert!(id.as_str().ends_with("-3f2a9c1b7d0e"));
+        let long = queue_id(&long, sha, &"e".repeat(40));
+        assert!(long.as_str().len() <= 64, "{long}");
+        assert!(
+            long.as_str()
+                .ends_with(&format!("-3f2a9c1b7d0e-{}", "e".repeat(24)))
+        );
+    }
+
+    #[test]
+    fn re_runs_of_a_webhook_queue_count_as_it() {
+        let sha = "3f2a9c1b7d0e5a6b8c9d0e1f2a3b4c5d6e7f8091";
+        let is = |id: &str| is_webhook_id(&QueueId::parse(id).unwrap(), "team/fw", sha, "esp32");
+        assert!(is("team-fw-3f2a9c1b7d0e-esp32"));
+        assert!(is("team-fw-3f2a9c1b7d0e-esp32.r1"));
+        assert!(is("team-fw-3f2a9c1b7d0e-esp32.r12.r3"));
+        assert!(!is("team-fw-3f2a9c1b7d0e-esp32.r"));
+        assert!(!is("team-fw-3f2a9c1b7d0e-esp32.rx"));
+        assert!(!is("team-fw-3f2a9c1b7d0e-esp32-2"));
+        assert!(!is("team-fw-3f2a9c1b7d0e-esp"));
     }
 }

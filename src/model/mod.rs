@@ -412,6 +412,44 @@ pub struct Queue {
     /// 1 on the first run; raised each time a run is interrupted and re-queued.
     pub attempt: u32,
     pub error: Option<String>,
+    /// Where the queue came from (a later Gitea delivery for the same line supersedes it).
+    pub origin: Origin,
+    /// The commit its checkout resolved (the branch's head at that time): what a re-run runs.
+    pub resolved_commit: Option<String>,
+    /// The queue this one re-runs.
+    pub rerun_of: Option<QueueId>,
+    /// The re-runs of this queue, oldest first.
+    pub reruns: Vec<QueueId>,
+}
+
+/// Where a queue came from. Variants are only ever appended (the store encodes by position).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Origin {
+    /// `POST /api/queues`, the CLI, a re-run.
+    #[default]
+    Api,
+    /// A Gitea webhook delivery, for the branch or pull request in `line` (none for a tag).
+    Gitea { line: Option<Line> },
+}
+
+/// How the error of a queue that a newer delivery aborted starts: `superseded by <id>`.
+pub const SUPERSEDED: &str = "superseded by ";
+
+/// What a webhook queue tests: a newer delivery for the same line of the same repository and
+/// environment supersedes it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Line {
+    Branch(String),
+    PullRequest(u64),
+}
+
+impl fmt::Display for Line {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Line::Branch(b) => write!(f, "branch {b}"),
+            Line::PullRequest(n) => write!(f, "pull request #{n}"),
+        }
+    }
 }
 
 /// A task (one scenario of a queue) as stored.

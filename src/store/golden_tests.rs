@@ -1,5 +1,6 @@
 //! Golden bytes of every record kind the store writes: `Queue` (`QUEUES`), `Task` with its
-//! `TestResult`s (`TASKS`) and `Change` (`EVENTS`).
+//! `TestResult`s (`TASKS`) and `Change` (`EVENTS`), and of the queues of format 2, which the
+//! migration still reads.
 //!
 //! postcard is positional: reordering a `Status` variant or adding, removing or moving a field
 //! silently changes the file format. Each test encodes one fixed example per kind (every field
@@ -21,8 +22,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::codec;
+use super::legacy::QueueV2;
 use crate::model::{
-    Change, Queue, QueueId, QueueRequest, Status, Task, TaskId, TestResult, TestStatus,
+    Change, Line, Origin, Queue, QueueId, QueueRequest, Status, Task, TaskId, TestResult,
+    TestStatus,
 };
 
 /// Every `Status` in declaration order, spelled out so that appending a variant (which old files
@@ -53,13 +56,14 @@ fn queue_id() -> QueueId {
     QueueId::parse("golden-queue").unwrap()
 }
 
-/// One queue per status a queue can have (queues are never `Skipped`).
-fn queues() -> Vec<Queue> {
+/// One queue per status a queue can have (queues are never `Skipped`), as format 2 stored
+/// them.
+fn queues_v2() -> Vec<QueueV2> {
     STATUSES
         .iter()
         .filter(|s| **s != Status::Skipped)
         .enumerate()
-        .map(|(i, &status)| Queue {
+        .map(|(i, &status)| QueueV2 {
             id: QueueId::parse(&format!("golden-queue-{i}")).unwrap(),
             status,
             request: QueueRequest {
@@ -76,6 +80,31 @@ fn queues() -> Vec<Queue> {
             finished_at: Some(T0 + 61_000),
             attempt: 2,
             error: Some(format!("queue error {i}")),
+        })
+        .collect()
+}
+
+/// The same queues as format 3 stores them, with every origin, and the fields it added set.
+fn queues() -> Vec<Queue> {
+    let origins = [
+        Origin::Api,
+        Origin::Gitea { line: None },
+        Origin::Gitea {
+            line: Some(Line::Branch("main".into())),
+        },
+        Origin::Gitea {
+            line: Some(Line::PullRequest(42)),
+        },
+    ];
+    queues_v2()
+        .into_iter()
+        .enumerate()
+        .map(|(i, old)| Queue {
+            origin: origins[i % origins.len()].clone(),
+            resolved_commit: Some("89abcdef0123456789abcdef0123456789abcdef".into()),
+            rerun_of: Some(QueueId::parse("golden-original").unwrap()),
+            reruns: vec![QueueId::parse(&format!("golden-queue-{i}.r1")).unwrap()],
+            ..Queue::from(old)
         })
         .collect()
 }
@@ -178,6 +207,22 @@ fn check<T: Serialize + DeserializeOwned + PartialEq + Debug>(kind: &str, exampl
 #[test]
 fn golden_queue() {
     check("queue", &queues());
+}
+
+/// Queues of format 2 (`queues-v2`) still decode, and become queues from the API with no
+/// resolved commit and no re-runs.
+#[test]
+fn golden_queue_v2() {
+    check("queue-v2", &queues_v2());
+    let upgraded: Vec<Queue> = queues_v2().into_iter().map(Queue::from).collect();
+    for q in &upgraded {
+        assert_eq!(q.origin, Origin::Api);
+        assert_eq!(
+            (q.resolved_commit.as_ref(), q.rerun_of.as_ref()),
+            (None, None)
+        );
+        assert!(q.reruns.is_empty());
+    }
 }
 
 #[test]

@@ -8,7 +8,8 @@ use redb::{
 use super::StoreError;
 use super::codec;
 use super::ids::Ids;
-use super::tables::{EVENTS, FORMAT, META, META_SCHEMA, META_SEQ, QUEUES, TASKS, WAITING, v1};
+use super::legacy::QueueV2;
+use super::tables::{EVENTS, FORMAT, META, META_SCHEMA, META_SEQ, QUEUES, TASKS, WAITING, v1, v2};
 use crate::model::Queue;
 
 /// What an opened file holds: the last sequence number and the id index.
@@ -25,16 +26,15 @@ pub(super) fn init(db: &Database) -> Result<Opened, StoreError> {
         let mut meta = txn.open_table(META)?;
         let format = meta.get(META_SCHEMA)?.map(|v| v.value());
         let migrate = match format {
-            None => false,
-            Some(1) => true,
-            Some(FORMAT) => false,
+            None | Some(FORMAT) => None,
+            Some(f @ (1 | 2)) => Some(f),
             Some(f) => {
                 return Err(StoreError::Other(format!(
                     "the database was written by a newer build (file format {f}; this build reads formats 1 to {FORMAT}): run that build, or start with another root"
                 )));
             }
         };
-        // Format 1 stored the record schema byte here; an older build refuses format 2.
+        // Format 1 stored the record schema byte here; an older build refuses a newer format.
         meta.insert(META_SCHEMA, FORMAT)?;
         seq = meta.get(META_SEQ)?.map(|v| v.value()).unwrap_or(0);
         txn.open_table(QUEUES)?;
@@ -42,8 +42,10 @@ pub(super) fn init(db: &Database) -> Result<Opened, StoreError> {
         txn.open_table(TASKS)?;
         txn.open_table(EVENTS)?;
         drop(meta);
-        if migrate {
-            migrate_v1(&txn)?;
+        match migrate {
+            Some(1) => migrate_v1(&txn)?,
+            Some(_) => migrate_v2(&txn)?,
+            None => {}
         }
     }
     txn.commit()?;
@@ -53,10 +55,9 @@ pub(super) fn init(db: &Database) -> Result<Opened, StoreError> {
     })
 }
 
-/// `queues-v1` (keyed by id) and `arrivals-v1` → `queues-v2` (keyed by arrival seq).
+/// `queues-v1` (keyed by id) and `arrivals-v1` → `queues-v3` (keyed by arrival seq).
 fn migrate_v1(txn: &WriteTransaction) -> Result<(), StoreError> {
-    let present: Vec<String> = txn.list_tables()?.map(|t| t.name().to_owned()).collect();
-    if !present.iter().any(|n| n == v1::QUEUES.name()) {
+    if !has_table(txn, v1::QUEUES.name())? {
         return Ok(());
     }
     {
@@ -65,15 +66,40 @@ fn migrate_v1(txn: &WriteTransaction) -> Result<(), StoreError> {
         let mut moved = 0usize;
         for entry in old.iter()? {
             let (_, bytes) = entry?;
-            let q: Queue = codec::decode(bytes.value())?;
-            new.insert(q.seq, bytes.value())?;
+            let q: Queue = codec::decode::<QueueV2>(bytes.value())?.into();
+            new.insert(q.seq, codec::encode(&q).as_slice())?;
             moved += 1;
         }
-        tracing::info!(queues = moved, "store: migrated queues-v1 to queues-v2");
+        tracing::info!(queues = moved, "store: migrated queues-v1 to queues-v3");
     }
     txn.delete_table(v1::QUEUES)?;
     txn.delete_table(v1::ARRIVALS)?;
     Ok(())
+}
+
+/// `queues-v2` → `queues-v3` (each queue with an origin, no resolved commit, no re-runs).
+fn migrate_v2(txn: &WriteTransaction) -> Result<(), StoreError> {
+    if !has_table(txn, v2::QUEUES.name())? {
+        return Ok(());
+    }
+    {
+        let old = txn.open_table(v2::QUEUES)?;
+        let mut new = txn.open_table(QUEUES)?;
+        let mut moved = 0usize;
+        for entry in old.iter()? {
+            let (seq, bytes) = entry?;
+            let q: Queue = codec::decode::<QueueV2>(bytes.value())?.into();
+            new.insert(seq.value(), codec::encode(&q).as_slice())?;
+            moved += 1;
+        }
+        tracing::info!(queues = moved, "store: migrated queues-v2 to queues-v3");
+    }
+    txn.delete_table(v2::QUEUES)?;
+    Ok(())
+}
+
+fn has_table(txn: &WriteTransaction, name: &str) -> Result<bool, StoreError> {
+    Ok(txn.list_tables()?.any(|t| t.name() == name))
 }
 
 /// The id index and the counts per status, from every stored queue.
@@ -95,6 +121,22 @@ mod tests {
     use crate::model::{QueueId, QueueRequest, Status, Task, TaskId};
     use crate::store::Store;
 
+    /// `queue(id, seq)` as formats 1 and 2 stored it.
+    fn old(id: &str, seq: u64) -> QueueV2 {
+        let q = queue(id, seq);
+        QueueV2 {
+            id: q.id,
+            status: q.status,
+            request: q.request,
+            seq: q.seq,
+            created_at: q.created_at,
+            started_at: q.started_at,
+            finished_at: q.finished_at,
+            attempt: q.attempt,
+            error: q.error,
+        }
+    }
+
     fn queue(id: &str, seq: u64) -> Queue {
         Queue {
             id: QueueId::parse(id).unwrap(),
@@ -113,6 +155,10 @@ mod tests {
             finished_at: None,
             attempt: 1,
             error: None,
+            origin: crate::model::Origin::Api,
+            resolved_commit: None,
+            rerun_of: None,
+            reruns: Vec::new(),
         }
     }
 
@@ -135,7 +181,7 @@ mod tests {
                 let mut tasks = txn.open_table(TASKS).unwrap();
                 for (id, seq) in [("zeta", 3), ("alpha", 7)] {
                     queues
-                        .insert(id, codec::encode(&queue(id, seq)).as_slice())
+                        .insert(id, codec::encode(&old(id, seq)).as_slice())
                         .unwrap();
                     arrivals.insert(seq, id).unwrap();
                     waiting.insert((0, seq), id).unwrap();
@@ -190,6 +236,49 @@ mod tests {
                 .any(|n| n.ends_with("-v1") && n.starts_with("queues"))
         );
         assert!(!names.iter().any(|n| n.starts_with("arrivals")));
+    }
+
+    /// A file of format 2 (`queues-v2`) opens with every queue readable, as a queue from the
+    /// API, and the old table gone.
+    #[tokio::test]
+    async fn migrates_queues_v2() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut meta = txn.open_table(META).unwrap();
+                meta.insert(META_SCHEMA, 2).unwrap();
+                meta.insert(META_SEQ, 9).unwrap();
+                let mut queues = txn.open_table(v2::QUEUES).unwrap();
+                let mut waiting = txn.open_table(WAITING).unwrap();
+                for (id, seq) in [("one", 4), ("two", 9)] {
+                    queues
+                        .insert(seq, codec::encode(&old(id, seq)).as_slice())
+                        .unwrap();
+                    waiting.insert((0, seq), id).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let two = store
+            .get(&QueueId::parse("two").unwrap())
+            .await
+            .unwrap()
+            .expect("two after migration");
+        assert_eq!(two.queue, queue("two", 9));
+        let page = store.list(None, 10, None).await.unwrap();
+        let listed: Vec<&str> = page.items.iter().map(|q| q.id.as_str()).collect();
+        assert_eq!(listed, ["two", "one"]);
+        store.close().await;
+        drop(store);
+        let db = Database::open(&path).unwrap();
+        let txn = db.begin_read().unwrap();
+        assert!(!txn.list_tables().unwrap().any(|t| t.name() == "queues-v2"));
+        let meta = txn.open_table(META).unwrap();
+        assert_eq!(meta.get(META_SCHEMA).unwrap().unwrap().value(), FORMAT);
     }
 
     /// A file of a newer format is refused with a message that says what to do, and is left

@@ -27,6 +27,7 @@ mod follow;
 mod golden_tests;
 mod ids;
 mod init;
+mod legacy;
 mod outbox;
 mod reads;
 mod tables;
@@ -42,9 +43,11 @@ use tokio::sync::{broadcast, oneshot, watch};
 pub use actor::{KEEP_EVENTS, MAX_EVENTS};
 pub use follow::{Feed, Follower};
 pub use reads::{EventsAfter, Page};
-pub use writes::Enqueued;
+pub use writes::{Enqueued, RerunOnly};
 
-use crate::model::{Change, Queue, QueueId, QueueRequest, Status, Task, TaskId, TestResult};
+use crate::model::{
+    Change, Origin, Queue, QueueId, QueueRequest, Status, Task, TaskId, TestResult,
+};
 
 /// A queue with its tasks, as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -302,8 +305,37 @@ impl Store {
         id: QueueId,
         request: QueueRequest,
     ) -> Result<Enqueued, StoreError> {
+        self.enqueue_from(id, request, Origin::Api).await
+    }
+
+    /// [`Store::enqueue`] for a queue that came from `origin` (a webhook delivery).
+    pub async fn enqueue_from(
+        &self,
+        id: QueueId,
+        request: QueueRequest,
+        origin: Origin,
+    ) -> Result<Enqueued, StoreError> {
         let tasks = writes::NewTasks::for_scenarios(request.scenarios.clone());
-        self.write(move |b| writes::enqueue(b, id, request, tasks))
+        self.write(move |b| writes::enqueue(b, id, request, origin, tasks))
+            .await
+    }
+
+    /// A new queue re-running finished queue `id` at the commit it resolved (see
+    /// [`RerunOnly`]); `Conflict` while it waits or runs, when it never resolved a commit, or
+    /// when every task passed and only failed ones were asked for.
+    pub async fn rerun(&self, id: &QueueId, only: RerunOnly) -> Result<QueueView, StoreError> {
+        let id = id.clone();
+        self.write(move |b| writes::rerun(b, &id, only)).await
+    }
+
+    /// Records the commit a queue's checkout resolved.
+    pub async fn set_resolved_commit(
+        &self,
+        id: &QueueId,
+        commit: String,
+    ) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.write(move |b| writes::set_resolved_commit(b, &id, commit))
             .await
     }
 
@@ -324,11 +356,12 @@ impl Store {
         self.write(move |b| writes::claim_next(b, &filter)).await
     }
 
-    /// Aborts a waiting queue. Returns the queue as it is now: `aborted`, or `running` (the
-    /// caller must stop it), or an error for a finished queue.
-    pub async fn abort_waiting(&self, id: &QueueId) -> Result<Queue, StoreError> {
+    /// Aborts a waiting queue with `reason` as its error. Returns the queue as it is now:
+    /// `aborted`, or `running` (the caller must stop it), or an error for a finished queue.
+    pub async fn abort_waiting(&self, id: &QueueId, reason: String) -> Result<Queue, StoreError> {
         let id = id.clone();
-        self.write(move |b| writes::abort_waiting(b, &id)).await
+        self.write(move |b| writes::abort_waiting(b, &id, reason))
+            .await
     }
 
     /// Removes a queue that is not running, with its tasks.

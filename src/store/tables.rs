@@ -15,7 +15,7 @@
 
 use redb::TableDefinition;
 
-pub(super) const QUEUES: TableDefinition<u64, &[u8]> = TableDefinition::new("queues-v2");
+pub(super) const QUEUES: TableDefinition<u64, &[u8]> = TableDefinition::new("queues-v3");
 pub(super) const WAITING: TableDefinition<(i64, u64), &str> = TableDefinition::new("waiting-v1");
 pub(super) const TASKS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("tasks-v1");
 pub(super) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events-v1");
@@ -29,14 +29,24 @@ pub(super) const META_STATUSES: &str = "statuses";
 /// `META` key of the file format (which tables, keyed how) the file was written with.
 pub(super) const META_SCHEMA: &str = "schema";
 /// The file format this build writes. 1: queues keyed by id (`queues-v1`, `arrivals-v1`);
-/// 2: queues keyed by arrival (`queues-v2`). A build refuses a file of a newer format.
-pub(super) const FORMAT: u64 = 2;
+/// 2: queues keyed by arrival (`queues-v2`); 3: queues with their origin, resolved commit and
+/// re-runs (`queues-v3`). A build refuses a file of a newer format.
+pub(super) const FORMAT: u64 = 3;
+
+/// Tables of earlier versions, read only by the migration.
+pub(super) mod v2 {
+    use redb::TableDefinition;
+
+    /// Arrival seq → encoded [`super::super::legacy::QueueV2`].
+    pub(in super::super) const QUEUES: TableDefinition<u64, &[u8]> =
+        TableDefinition::new("queues-v2");
+}
 
 /// Tables of earlier versions, read only by the migration.
 pub(super) mod v1 {
     use redb::TableDefinition;
 
-    /// Queue id → encoded queue. Keyed by the client's id, every enqueue rewrote a page chosen
+    /// Queue id → encoded [`super::super::legacy::QueueV2`]. Keyed by the client's id, every enqueue rewrote a page chosen
     /// by that id; `queues-v2` appends instead.
     pub(in super::super) const QUEUES: TableDefinition<&str, &[u8]> =
         TableDefinition::new("queues-v1");

@@ -9,7 +9,9 @@ use redb::ReadableTable;
 use super::actor::{Batch, Tables};
 use super::codec;
 use super::{ClaimFilter, QueueView, StoreError};
-use crate::model::{Queue, QueueId, QueueRequest, Status, Task, TaskId, TestResult, now_millis};
+use crate::model::{
+    MAX_ID_LEN, Origin, Queue, QueueId, QueueRequest, Status, Task, TaskId, TestResult, now_millis,
+};
 
 /// What an enqueue did.
 #[derive(Debug, Clone)]
@@ -118,6 +120,7 @@ pub(super) fn enqueue(
     b: &mut Batch<'_>,
     id: QueueId,
     request: QueueRequest,
+    origin: Origin,
     tasks: NewTasks,
 ) -> Result<Enqueued, StoreError> {
     match load_queue(b, &id) {
@@ -137,6 +140,19 @@ pub(super) fn enqueue(
         Err(e) => return Err(e),
     }
     debug_assert!(tasks.are_for(&request.scenarios));
+    let view = create(b, id, request, origin, None, tasks)?;
+    Ok(Enqueued::Created(view))
+}
+
+/// Stores a new waiting queue with its tasks; its id is known to be free.
+fn create(
+    b: &mut Batch<'_>,
+    id: QueueId,
+    request: QueueRequest,
+    origin: Origin,
+    rerun_of: Option<QueueId>,
+    NewTasks(tasks): NewTasks,
+) -> Result<QueueView, StoreError> {
     // The creation event's sequence number is the queue's arrival order.
     let seq = b.record(&id, None, None, Some(Status::Waiting))?;
     let queue = Queue {
@@ -149,14 +165,119 @@ pub(super) fn enqueue(
         finished_at: None,
         attempt: 1,
         error: None,
+        origin,
+        resolved_commit: None,
+        rerun_of,
+        reruns: Vec::new(),
     };
-    let NewTasks(tasks) = tasks;
     save_queue(b, &queue)?;
     insert_tasks(b, seq, &tasks)?;
     b.t.waiting.insert(waiting_key(&queue), id.as_str())?;
     b.index(&id, Some(seq));
     b.count(Status::Waiting, 1);
-    Ok(Enqueued::Created(QueueView { queue, tasks }))
+    Ok(QueueView { queue, tasks })
+}
+
+/// Which tasks a re-run runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RerunOnly {
+    /// The same scenarios as the original's request.
+    All,
+    /// The scenarios of the original's tasks that did not pass.
+    Failed,
+}
+
+/// A new queue that runs what finished queue `id` ran, at the commit it resolved: the same
+/// repository, branch, environment and priority, and its scenarios (or those of its tasks that
+/// did not pass). The original lists it among its re-runs, in the same commit.
+pub(super) fn rerun(
+    b: &mut Batch<'_>,
+    id: &QueueId,
+    only: RerunOnly,
+) -> Result<QueueView, StoreError> {
+    let mut original = load_queue(b, id)?;
+    if !original.status.is_terminal() {
+        return Err(StoreError::Conflict(format!(
+            "queue {id} is still {}: re-run it once it has finished (or abort it first)",
+            original.status
+        )));
+    }
+    let Some(commit) = original
+        .resolved_commit
+        .clone()
+        .or_else(|| original.request.commit.clone())
+    else {
+        return Err(StoreError::Conflict(format!(
+            "queue {id} ended before its checkout resolved a commit, so there is no commit to re-run: enqueue it again instead"
+        )));
+    };
+    let tasks = load_tasks(&b.t, original.seq)?;
+    let scenarios = match only {
+        RerunOnly::Failed if !tasks.is_empty() => {
+            let failed: Vec<String> = tasks
+                .iter()
+                .filter(|t| t.status != Status::Passed)
+                .map(|t| t.scenario.clone())
+                .collect();
+            if failed.is_empty() {
+                return Err(StoreError::Conflict(format!(
+                    "every task of queue {id} passed: there is nothing to re-run with only = failed"
+                )));
+            }
+            failed
+        }
+        // No task was made (it ended before its scenarios were known): all of them.
+        _ => original.request.scenarios.clone(),
+    };
+    let request = QueueRequest {
+        commit: Some(commit),
+        scenarios,
+        ..original.request.clone()
+    };
+    let new_id = rerun_id(b, &original)?;
+    let tasks = NewTasks::for_scenarios(request.scenarios.clone());
+    let view = create(
+        b,
+        new_id.clone(),
+        request,
+        Origin::Api,
+        Some(id.clone()),
+        tasks,
+    )?;
+    original.reruns.push(new_id);
+    save_queue(b, &original)?;
+    Ok(view)
+}
+
+/// `<id>.r<N>` for the first N from the number of re-runs so far whose id is free, the
+/// original's id shortened to leave room.
+fn rerun_id(b: &Batch<'_>, original: &Queue) -> Result<QueueId, StoreError> {
+    let base = original.id.as_str();
+    for n in original.reruns.len() + 1.. {
+        let suffix = format!(".r{n}");
+        let keep = base.len().min(MAX_ID_LEN - suffix.len());
+        let stem = base[..keep].trim_end_matches(['.', '-', '_']);
+        let candidate = QueueId::parse(&format!("{stem}{suffix}"))
+            .map_err(|e| StoreError::Other(format!("re-run id: {e}")))?;
+        if b.seq_of(&candidate).is_none() {
+            return Ok(candidate);
+        }
+    }
+    unreachable!("an unbounded range always yields a free id")
+}
+
+/// Records the commit a queue's checkout resolved.
+pub(super) fn set_resolved_commit(
+    b: &mut Batch<'_>,
+    id: &QueueId,
+    commit: String,
+) -> Result<(), StoreError> {
+    let mut q = load_queue(b, id)?;
+    if q.resolved_commit.as_deref() != Some(commit.as_str()) {
+        q.resolved_commit = Some(commit);
+        save_queue(b, &q)?;
+    }
+    Ok(())
 }
 
 pub(super) fn transition(
@@ -233,14 +354,18 @@ pub(super) fn claim_next(
     Ok(Some(q))
 }
 
-pub(super) fn abort_waiting(b: &mut Batch<'_>, id: &QueueId) -> Result<Queue, StoreError> {
+pub(super) fn abort_waiting(
+    b: &mut Batch<'_>,
+    id: &QueueId,
+    reason: String,
+) -> Result<Queue, StoreError> {
     let q = load_queue(b, id)?;
     match q.status {
         Status::Waiting => end(
             b,
             id,
             Status::Aborted,
-            Some(crate::model::ABORTED_WAITING.into()),
+            Some(reason),
             &crate::model::close_reason(Status::Aborted, true),
         ),
         Status::Running => Ok(q),
@@ -256,6 +381,13 @@ pub(super) fn delete(b: &mut Batch<'_>, id: &QueueId) -> Result<(), StoreError> 
         return Err(StoreError::Conflict(format!(
             "queue {id} is running: abort it before deleting"
         )));
+    }
+    // The original of a re-run no longer lists it.
+    if let Some(of) = &q.rerun_of
+        && let Ok(mut original) = load_queue(b, of)
+    {
+        original.reruns.retain(|r| r != id);
+        save_queue(b, &original)?;
     }
     b.touch();
     b.t.queues.remove(q.seq)?;

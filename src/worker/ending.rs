@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use super::Deps;
 use crate::layout::Layout;
-use crate::model::{
-    ABORTED_WAITING, Queue, QueueId, Status, close_reason, close_tasks, now_millis,
-};
+#[cfg(doc)]
+use crate::model::ABORTED_WAITING;
+use crate::model::{Queue, QueueId, Status, close_reason, close_tasks, now_millis};
 use crate::report::ReportError;
 use crate::store::{QueueView, StoreError};
 
@@ -62,19 +62,20 @@ pub async fn end_queue(
     }
 }
 
-/// Aborts a queue that is still waiting: its reports first, then the commit, which happens
-/// only if it is still waiting. Returns the queue as it is then (`running` if it was claimed
-/// meanwhile: the run then ends it and writes its own reports).
-pub async fn abort_waiting(deps: &Deps, id: &QueueId) -> Result<Queue, StoreError> {
+/// Aborts a queue that is still waiting, with `reason` as its error ([`ABORTED_WAITING`] for a
+/// user's abort): its reports first, then the commit, which happens only if it is still
+/// waiting. Returns the queue as it is then (`running` if it was claimed meanwhile: the run
+/// then ends it and writes its own reports).
+pub async fn abort_waiting(deps: &Deps, id: &QueueId, reason: &str) -> Result<Queue, StoreError> {
     if let Some(view) = deps.store.get(id).await?
         && view.queue.status == Status::Waiting
     {
         let why = close_reason(Status::Aborted, true);
-        let error = Some(ABORTED_WAITING.to_owned());
+        let error = Some(reason.to_owned());
         // Aborted either way; a report that cannot be written is logged.
         let _ = write_final_reports(deps, view, Status::Aborted, error, &why).await;
     }
-    deps.store.abort_waiting(id).await
+    deps.store.abort_waiting(id, reason.to_owned()).await
 }
 
 /// The reports of the queue in `view` as they will be once it ends `to` (its tasks closed

@@ -21,8 +21,9 @@ struct Occupancy {
     /// leaves a cancelled token that the run picks up.
     tokens: HashMap<QueueId, CancellationToken>,
     running: HashMap<QueueId, String>,
-    /// Queues a user asked to abort: their run ends `aborted`, whatever else cancels it too.
-    aborted: std::collections::HashSet<QueueId>,
+    /// Queues a user (or a newer delivery) asked to abort, with the error they end with: their
+    /// run ends `aborted`, whatever else cancels it too.
+    aborted: HashMap<QueueId, String>,
 }
 
 impl WorkerHandle {
@@ -51,20 +52,30 @@ impl WorkerHandle {
         o.aborted.remove(id);
     }
 
-    /// Whether a user asked to abort this run.
-    pub fn was_aborted(&self, id: &QueueId) -> bool {
+    /// Why this run was aborted, if a user (or a newer delivery) asked.
+    pub fn abort_reason(&self, id: &QueueId) -> Option<String> {
         self.inner
             .lock()
             .expect("occupancy lock")
             .aborted
-            .contains(id)
+            .get(id)
+            .cloned()
     }
 
-    /// Asks a running queue to stop.
-    pub fn abort(&self, id: &QueueId) {
+    /// Asks a running queue to stop; it ends `aborted` with `reason` as its error (the first
+    /// reason given, if asked twice).
+    pub fn abort(&self, id: &QueueId, reason: &str) {
         let mut o = self.inner.lock().expect("occupancy lock");
-        o.aborted.insert(id.clone());
+        o.aborted
+            .entry(id.clone())
+            .or_insert_with(|| reason.to_owned());
         o.tokens.entry(id.clone()).or_default().cancel();
+    }
+
+    /// The queues running now.
+    pub fn running(&self) -> Vec<QueueId> {
+        let o = self.inner.lock().expect("occupancy lock");
+        o.running.keys().cloned().collect()
     }
 
     /// Forgets an abort request that no run picked up (the queue finished meanwhile).

@@ -70,8 +70,8 @@ pub async fn run_queue(deps: &Deps, mirrors: &Mirrors, queue: Queue, cancel: Can
         Ok(status) => (status, None),
         Err(StepError::Error(message)) => (Status::Error, Some(message)),
         // A user's abort wins over a timeout or a shutdown that came during its grace period.
-        Err(StepError::Cancelled) if deps.runs.was_aborted(&id) => {
-            (Status::Aborted, Some("aborted".to_owned()))
+        Err(StepError::Cancelled) if let Some(why) = deps.runs.abort_reason(&id) => {
+            (Status::Aborted, Some(why))
         }
         Err(StepError::Cancelled) if timed_out.load(Ordering::SeqCst) => (
             Status::TimedOut,
@@ -142,12 +142,16 @@ async fn steps(
     let dir = Layout::new(&deps.config.root).queue(&queue.id);
     let repo_dir = dir.checkout();
 
-    step(
+    let commit = step(
         &ctx,
         "checkout",
         checkout::checkout(&ctx, mirrors, &queue.request, &repo_dir),
     )
     .await?;
+    // What a re-run runs: the branch may have moved on by then.
+    if let Err(e) = deps.store.set_resolved_commit(&queue.id, commit).await {
+        tracing::warn!(queue = %queue.id, error = %e, "cannot record the resolved commit");
+    }
     step(&ctx, "build", build(&ctx, queue, &env, &repo_dir)).await?;
 
     let task_list = tasks::prepare(deps, queue, &repo_dir, log).await?;

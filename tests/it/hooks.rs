@@ -56,8 +56,8 @@ async fn a_push_becomes_one_queue_however_often_its_commit_arrives() {
     let (state, _dir) = test_state(SETTINGS);
     let (s, first) = call(&state, delivery("push", &fixture(PUSH), "d-1")).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{first:#}");
-    let q = &first["queue"];
-    assert_eq!(q["id"], "team-fw-app-3f2a9c1b7d0e");
+    let q = &first["queues"][0];
+    assert_eq!(q["id"], "team-fw-app-3f2a9c1b7d0e-xtensa-sim");
     assert_eq!(q["status"], "waiting");
     assert_eq!(q["repo"], "https://gitea.example.invalid/team/fw-app.git");
     assert_eq!(q["branch"], "main");
@@ -81,7 +81,10 @@ async fn a_push_becomes_one_queue_however_often_its_commit_arrives() {
         let (s, again) = call(&state, delivery(event, &payload, "d-2")).await;
         assert_eq!(s, StatusCode::OK, "{again:#}");
         assert_eq!(again["duplicate"], true);
-        assert_eq!(again["queue"]["id"], "team-fw-app-3f2a9c1b7d0e");
+        assert_eq!(
+            again["queues"][0]["id"],
+            "team-fw-app-3f2a9c1b7d0e-xtensa-sim"
+        );
     }
     let page = state.store.list(None, 10, None).await.unwrap();
     assert_eq!(page.items.len(), 1, "one queue for one commit");
@@ -89,10 +92,10 @@ async fn a_push_becomes_one_queue_however_often_its_commit_arrives() {
     // Another commit is another queue.
     let (s, pr) = call(&state, delivery("pull_request", &fixture(PULL), "d-3")).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{pr:#}");
-    assert_eq!(pr["queue"]["id"], "team-fw-app-b7c8d9e0f1a2");
-    assert_eq!(pr["queue"]["branch"], Value::Null);
+    assert_eq!(pr["queues"][0]["id"], "team-fw-app-b7c8d9e0f1a2-xtensa-sim");
+    assert_eq!(pr["queues"][0]["branch"], Value::Null);
     assert_eq!(
-        pr["queue"]["commit"],
+        pr["queues"][0]["commit"],
         "b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6"
     );
 }
@@ -102,7 +105,7 @@ async fn a_push_becomes_one_queue_however_often_its_commit_arrives() {
 #[tokio::test]
 async fn a_queue_that_runs_something_else_under_the_id_is_not_folded_into() {
     let (state, _dir) = test_state(SETTINGS);
-    let squat = json!({"id": "team-fw-app-3f2a9c1b7d0e", "repo": "https://elsewhere.invalid/x.git",
+    let squat = json!({"id": "team-fw-app-3f2a9c1b7d0e-xtensa-sim", "repo": "https://elsewhere.invalid/x.git",
         "commit": "3f2a9c1b7d0e5a6b8c9d0e1f2a3b4c5d6e7f8091", "environment": "xtensa-sim",
         "scenarios": ["scenarios/always-passes.xml"]});
     let req = Request::post("/api/queues")
@@ -115,7 +118,7 @@ async fn a_queue_that_runs_something_else_under_the_id_is_not_folded_into() {
     assert_error(&e, "conflict", "runs something else");
     let q = state
         .store
-        .get(&testarena::model::QueueId::parse("team-fw-app-3f2a9c1b7d0e").unwrap())
+        .get(&testarena::model::QueueId::parse("team-fw-app-3f2a9c1b7d0e-xtensa-sim").unwrap())
         .await
         .unwrap()
         .unwrap();
@@ -306,8 +309,8 @@ async fn a_pushed_commit_runs_to_passed() {
     point_at(&mut push, &repo);
     push["after"] = json!(sha);
     let answer = deliver(&app, "push", &push).await;
-    let id = answer["queue"]["id"].as_str().unwrap().to_owned();
-    assert_eq!(id, format!("team-fw-{}", &sha[..12]));
+    let id = answer["queues"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(id, format!("team-fw-{}-sim", &sha[..12]));
     let q = app.wait_status(&id, "passed", LIMIT).await;
     assert_eq!(
         q["tasks"].as_array().unwrap().len(),
@@ -336,7 +339,7 @@ async fn a_pull_request_head_only_the_base_repository_has_runs_to_passed() {
     point_at(&mut pull, &repo);
     pull["pull_request"]["head"]["sha"] = json!(head);
     let answer = deliver(&app, "pull_request", &pull).await;
-    let id = answer["queue"]["id"].as_str().unwrap().to_owned();
+    let id = answer["queues"][0]["id"].as_str().unwrap().to_owned();
     let q = app.wait_status(&id, "passed", LIMIT).await;
     assert_eq!(q["commit"], head.as_str(), "{q:#}");
     app.stop().await;

@@ -31,6 +31,10 @@ fn queue(id: &str) -> Queue {
         finished_at: Some(1_700_000_002_000),
         attempt: 1,
         error: None,
+        origin: testarena::model::Origin::Api,
+        resolved_commit: None,
+        rerun_of: None,
+        reruns: Vec::new(),
     }
 }
 

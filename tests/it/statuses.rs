@@ -201,7 +201,7 @@ fn settings(gitea: SocketAddr) -> String {
 /// The queue a push delivery would enqueue (the id of the commit, the configured environment).
 fn webhook_like(gitea: SocketAddr, sha: &str) -> Value {
     json!({
-        "id": format!("team-fw-{}", &sha[..12]),
+        "id": format!("team-fw-{}-sim", &sha[..12]),
         "repo": format!("http://{gitea}/team/fw.git"),
         "branch": "main",
         "commit": sha,
@@ -255,7 +255,7 @@ async fn statuses_wait_for_a_gitea_that_is_down_and_arrive_in_order() {
         .post_json("/api/queues", &webhook_like(gitea.addr, &sha))
         .await;
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
-    let id = format!("team-fw-{}", &sha[..12]);
+    let id = format!("team-fw-{}-sim", &sha[..12]);
     app.wait_status(&id, "passed", Duration::from_secs(30))
         .await;
     // The first status, tried again and again; no later one overtakes it.
@@ -321,7 +321,7 @@ async fn statuses_due_at_a_kill_9_are_posted_after_the_restart() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
-    let id = format!("team-fw-{}", &sha[..12]);
+    let id = format!("team-fw-{}-sim", &sha[..12]);
     wait_status(&client, &server, &id, "passed").await;
     // Its first status was tried (and refused): the sender is waiting to try again.
     assert_eq!(gitea.refused(1).await[0].1, "waiting to run");

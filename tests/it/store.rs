@@ -377,7 +377,7 @@ async fn pages_follow_the_cursor_newest_first_with_a_status_filter() {
             .unwrap();
     }
     store
-        .abort_waiting(&id("p5"))
+        .abort_waiting(&id("p5"), "aborted before it started".into())
         .await
         .expect("abort a waiting queue");
     let mut seen = Vec::new();
@@ -530,7 +530,10 @@ async fn counts_per_status_agree_with_the_queues_through_every_change_and_a_rest
             .await
             .is_err()
     );
-    store.abort_waiting(&id("c5")).await.unwrap();
+    store
+        .abort_waiting(&id("c5"), "aborted before it started".into())
+        .await
+        .unwrap();
     store.delete(&id("c6")).await.unwrap();
     store.delete(&claimed.id).await.unwrap();
     let scanned = |items: Vec<testarena::model::Queue>| {

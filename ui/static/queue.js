@@ -69,6 +69,19 @@
       renderTests(t.tests, base));
   }
 
+  // "Re-run of" and "Re-runs": links between a queue and its re-runs.
+  function renderFamily(q) {
+    const nav = $('#q-family');
+    const parts = [];
+    if (q.rerun_of) parts.push(h('span', { class: 'muted small', text: 'Re-run of' }), ' ', h('a', { class: 'pill', href: `/queues/${encodeURIComponent(q.rerun_of)}`, text: q.rerun_of }));
+    if (q.reruns && q.reruns.length) {
+      parts.push(h('span', { class: 'muted small', text: 'Re-runs' }));
+      q.reruns.forEach((r) => parts.push(' ', h('a', { class: 'pill', href: `/queues/${encodeURIComponent(r)}`, text: r })));
+    }
+    nav.replaceChildren(...parts);
+    nav.hidden = parts.length === 0;
+  }
+
   function factTime(dd, iso) {
     dd.replaceChildren(iso ? timeEl(iso, 'abs') : '—');
   }
@@ -100,6 +113,10 @@
       const terminal = TERMINAL.has(q.status);
       $('#q-report').hidden = !terminal;
       $('#abort').disabled = terminal || gone;
+      $('#rerun').disabled = !terminal || gone;
+      $('#rerun-failed').disabled = !terminal || gone || !q.tasks.some((t) => t.status !== 'passed');
+      if (q.resolved_commit) $('[data-fact="resolved_commit"]').textContent = q.resolved_commit;
+      renderFamily(q);
       const tasks = JSON.stringify(q.tasks);
       if (tasks !== lastTasks) {
         lastTasks = tasks;
@@ -115,6 +132,8 @@
       log.stop('Deleted');
       $('#abort').disabled = true;
       $('#delete').disabled = true;
+      $('#rerun').disabled = true;
+      $('#rerun-failed').disabled = true;
       $('#head').after(h('section', { class: 'card banner', role: 'alert' },
         h('p', {}, 'This queue was deleted. ', h('a', { href: '/', text: 'Back to all queues' }))));
     }
@@ -147,6 +166,20 @@
         btn.textContent = 'Abort';
       }
     });
+
+    // A re-run is a new queue: go to its page.
+    async function rerun(btn, only) {
+      btn.disabled = true;
+      try {
+        const q = await api('POST', `/api/queues/${encodeURIComponent(id)}/rerun`, { only });
+        window.location.assign(`/queues/${encodeURIComponent(q.id)}`);
+      } catch (e) {
+        notify(`Re-run failed: ${e.message}`);
+        btn.disabled = false;
+      }
+    }
+    $('#rerun').addEventListener('click', (ev) => rerun(ev.currentTarget, 'all'));
+    $('#rerun-failed').addEventListener('click', (ev) => rerun(ev.currentTarget, 'failed'));
 
     $('#delete').addEventListener('click', async (ev) => {
       const btn = ev.currentTarget;

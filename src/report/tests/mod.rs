@@ -34,6 +34,10 @@ fn queue() -> Queue {
         finished_at: Some(1_700_000_061_500),
         attempt: 2,
         error: None,
+        origin: crate::model::Origin::Api,
+        resolved_commit: None,
+        rerun_of: None,
+        reruns: Vec::new(),
     }
 }
 

@@ -278,7 +278,8 @@ fn decision(event: &str, body: &[u8], config: &Config, expect: Option<&Expected>
     let commit_ok = wanted.commit.len() >= 7
         && wanted.commit.chars().all(|c| c.is_ascii_hexdigit())
         && wanted.commit.chars().any(|c| c != '0');
-    if !commit_ok || wanted.why.is_empty() || wanted.id.as_str().len() > 64 {
+    let environment = &config.gitea.environments[0];
+    if !commit_ok || wanted.why.is_empty() || wanted.queue_id(environment).as_str().len() > 64 {
         return Err(format!(
             "a queued delivery with a bad commit, reason or id: {wanted:?}"
         ));
@@ -308,11 +309,11 @@ fn decision(event: &str, body: &[u8], config: &Config, expect: Option<&Expected>
     }
     let gitea = &config.gitea;
     let body = EnqueueBody {
-        id: Some(wanted.id.to_string()),
+        id: Some(wanted.queue_id(environment).to_string()),
         repo: wanted.repo,
         branch: wanted.branch,
         commit: Some(wanted.commit),
-        environment: gitea.environment.clone(),
+        environment: environment.clone(),
         scenarios: Some(gitea.scenarios.clone()),
         priority: Some(gitea.priority),
     };
