@@ -3,9 +3,10 @@
 //! failure or error, under the context `testarena/<environment>`.
 //!
 //! "Exactly like it": the repository is on the configured Gitea, the queue has the id a delivery
-//! for that commit gets, and it runs the configured environment and scenarios. So a status
-//! always stands for the configured test set on that commit: a queue enqueued through the API
-//! with fewer scenarios cannot put `success` on a commit.
+//! for that commit and environment gets (or that id with re-run suffixes, `.r<N>`), and it runs
+//! one of the configured environments and the configured scenarios. So a status always stands
+//! for the configured test set on that commit: a queue enqueued through the API with fewer
+//! scenarios (a re-run of only the failed tasks, too) cannot put `success` on a commit.
 //!
 //! Statuses survive a crash: the event table is their outbox (see `store::outbox`). Every queue
 //! state change is written to it in the same commit as the change itself, and the sender keeps
@@ -445,6 +446,15 @@ mod tests {
         );
         let no_git = target_of(&queue("https://gitea.example.org/team/fw", Status::Waiting));
         assert_eq!(no_git.map(|t| t.repo), Some("fw".into()));
+        // A re-run of a webhook queue (the same scenarios) shows on the same commit.
+        let mut rerun = queue("https://gitea.example.org/team/fw.git", Status::Waiting);
+        rerun.id = QueueId::parse(&format!("{}.r2", rerun.id)).unwrap();
+        assert!(target_of(&rerun).is_some(), "{}", rerun.id);
+        // Another environment than the webhook ones gets none.
+        let mut elsewhere = queue("https://gitea.example.org/team/fw.git", Status::Waiting);
+        elsewhere.request.environment = "xtensa-sim".into();
+        elsewhere.id = crate::hooks::queue_id("team/fw", SHA, "xtensa-sim");
+        assert_eq!(target_of(&elsewhere), None);
         for other in [
             "https://github.example.org/team/fw.git",
             "https://gitea.example.org.evil/team/fw.git",
@@ -532,6 +542,13 @@ mod tests {
         assert_eq!(s(Status::Failed).state, "failure");
         assert_eq!(s(Status::TimedOut).state, "error");
         assert_eq!(s(Status::Aborted).description, "aborted");
+        let mut superseded = queue(repo, Status::Aborted);
+        superseded.error = Some("superseded by team-fw-0123456789ab-esp32".into());
+        let st = super::status(c, &superseded);
+        assert_eq!(
+            (st.state, st.description.as_str()),
+            ("error", "superseded by team-fw-0123456789ab-esp32")
+        );
         let e = s(Status::Error);
         assert_eq!(
             (e.state, e.description.as_str()),

@@ -140,6 +140,33 @@ fn gitea_section_defaults_overrides_and_errors() {
         "{e}"
     );
     assert!(e.contains("esp32, xtensa-sim"), "{e}");
+    // `environments` lists several; `environment` is its shorthand, and a layer that sets
+    // either replaces what the layer below set with the other.
+    let c = Config::from_toml(
+        "t.toml",
+        "[gitea]\nenvironments = [\"xtensa-sim\", \"esp32\"]\n",
+    )
+    .unwrap();
+    assert_eq!(c.gitea.environments, ["xtensa-sim", "esp32"]);
+    assert!(c.gitea.cancel_superseded, "on by default");
+    let c = Config::from_toml(
+        "t.toml",
+        "[gitea]\nenvironment = \"xtensa-sim\"\ncancel_superseded = false\n",
+    )
+    .unwrap();
+    assert_eq!(c.gitea.environments, ["xtensa-sim"]);
+    assert!(!c.gitea.cancel_superseded);
+    let e = err("[gitea]\nenvironment = \"esp32\"\nenvironments = [\"esp32\"]");
+    assert!(e.contains("keep one"), "{e}");
+    let e = err("[gitea]\nenvironments = []");
+    assert!(e.contains("at least one environment"), "{e}");
+    let e = err("[gitea]\nenvironments = [\"esp32\", \"esp32\"]");
+    assert!(e.contains("listed twice"), "{e}");
+    let e = err("[gitea]\nenvironments = [\"esp32\", \"stm32\"]");
+    assert!(
+        e.contains("gitea.environments: unknown environment \"stm32\""),
+        "{e}"
+    );
     let e = err("[gitea]\nscenarios = [\"../x.xml\"]");
     assert!(e.contains("gitea.scenarios"), "{e}");
     let e = err("[gitea]\nhook_secret = \"x\"");

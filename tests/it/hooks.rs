@@ -278,6 +278,18 @@ fn real_app_settings() -> String {
 }
 
 async fn deliver(app: &TestApp, event: &str, payload: &Value) -> Value {
+    deliver_answer(app, event, payload).await
+}
+
+/// Sends a signed delivery; expects 202 (something was queued) and returns the answer.
+pub async fn deliver_answer(app: &TestApp, event: &str, payload: &Value) -> Value {
+    let (status, answer) = deliver_status(app, event, payload).await;
+    assert_eq!(status, 202, "{answer:#}");
+    answer
+}
+
+/// Sends a signed delivery; returns the status and the answer.
+pub async fn deliver_status(app: &TestApp, event: &str, payload: &Value) -> (u16, Value) {
     let body = serde_json::to_vec_pretty(payload).unwrap();
     let r = app
         .client
@@ -290,8 +302,21 @@ async fn deliver(app: &TestApp, event: &str, payload: &Value) -> Value {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 202);
-    r.json().await.unwrap()
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// Delivers a push of `sha` to `branch` of `repo` (as `team/fw`); returns the id of its queue
+/// (the first environment's).
+pub async fn push_to(app: &TestApp, repo: &Path, branch: &str, sha: &str) -> String {
+    let mut push = fixture(PUSH);
+    point_at(&mut push, repo);
+    push["ref"] = json!(format!("refs/heads/{branch}"));
+    push["after"] = json!(sha);
+    let (_, answer) = deliver_status(app, "push", &push).await;
+    answer["queues"][0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a queue: {answer:#}"))
+        .to_owned()
 }
 
 fn point_at(payload: &mut Value, repo: &Path) {
