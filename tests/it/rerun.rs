@@ -150,6 +150,25 @@ async fn a_rerun_of_failed_tasks_runs_them_at_the_original_commit_after_the_bran
         html.contains("Re-run of") && html.contains("href=\"/queues/fw-7\""),
         "{html}"
     );
+    let page = app
+        .client
+        .get(app.url("/queues/fw-7"))
+        .send()
+        .await
+        .unwrap();
+    let html = page.text().await.unwrap();
+    for button in ["id=\"rerun\"", "id=\"rerun-failed\""] {
+        let tag = &html[html.find(button).expect(button)..];
+        let tag = &tag[..tag.find('>').unwrap()];
+        assert!(
+            !tag.contains("disabled"),
+            "a finished queue with a failed task: {tag}"
+        );
+    }
+    assert!(
+        html.contains("href=\"/queues/fw-7.r1\""),
+        "the original links its re-runs"
+    );
 
     // Deleting a re-run takes it off the original's list.
     let r = app
