@@ -76,6 +76,12 @@ impl WorkerHandle {
         }
     }
 
+    /// The queues running now.
+    pub fn running(&self) -> Vec<QueueId> {
+        let o = self.inner.lock().expect("occupancy lock");
+        o.running.keys().cloned().collect()
+    }
+
     pub fn busy(&self) -> usize {
         self.inner.lock().expect("occupancy lock").running.len()
     }
