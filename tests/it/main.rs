@@ -19,6 +19,7 @@ mod logs_sse;
 mod metrics;
 mod reports;
 mod repos;
+mod retention;
 mod sandbox;
 mod statuses;
 mod store;
