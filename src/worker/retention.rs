@@ -36,7 +36,9 @@ use crate::store::{Feed, Store};
 /// How often a pass runs when nothing else asks for one.
 pub const PERIOD: Duration = Duration::from_secs(60);
 /// The most queues one store read and one commit take; a pass takes batches until done.
-const BATCH: usize = 1000;
+/// Small commits let other writes in between: removing 10,000 queues in commits of 1,000 held
+/// an enqueue up to about 4 s, in commits of 100 about 0.1 s (a loaded 2-core machine).
+const BATCH: usize = 100;
 
 /// What one pass removed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
