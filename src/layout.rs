@@ -7,6 +7,7 @@
 //! <root>/queues/<id>/report.html        the queue's report
 //! <root>/queues/<id>/repo/              the checkout (never served)
 //! <root>/queues/<id>/tasks/<task>/      a task's reports and logs
+//! <root>/trash/<entry>                  what retention removes, moved here whole first
 //! ```
 //!
 //! Pure path arithmetic: nothing here touches the filesystem.
@@ -53,6 +54,12 @@ impl Layout {
     /// Where the git mirrors are.
     pub fn mirrors(&self) -> PathBuf {
         self.root.join("cache").join("git")
+    }
+
+    /// Where retention moves a queue's directory or a mirror (one rename, on the same file
+    /// system) before it deletes it: what is left at its place is whole or gone.
+    pub fn trash(&self) -> PathBuf {
+        self.root.join("trash")
     }
 
     /// The directory of queue `id`.
@@ -104,6 +111,7 @@ mod tests {
         let q = l.queue(&QueueId::parse("q1").unwrap());
         assert_eq!(l.store(), Path::new("/data/testarena.redb"));
         assert_eq!(l.mirrors(), Path::new("/data/cache/git"));
+        assert_eq!(l.trash(), Path::new("/data/trash"));
         assert_eq!(q.path(), Path::new("/data/queues/q1"));
         assert_eq!(q.log(), Path::new("/data/queues/q1/queue.log"));
         assert_eq!(q.report(), Path::new("/data/queues/q1/report.html"));

@@ -13,6 +13,9 @@
 //! - `testarena_sse_clients{stream}`  open SSE streams (`events`, `log`)
 //! - `testarena_sse_dropped_total{stream}`  SSE streams the server closed because the client
 //!   stopped reading
+//! - `testarena_retention_removed_total{kind}`  what retention removed: finished queues
+//!   (`queue`), unused git mirrors (`mirror`), checkouts of ended queues (`checkout`)
+//! - `testarena_retention_freed_bytes_total`  disk space those removals freed
 //!
 //! The SSE guards also enforce `[api] max_sse_clients` and `max_sse_per_queue`: the counts the
 //! gauge shows are the ones the limits apply to.
@@ -56,6 +59,31 @@ struct StreamLabel {
     stream: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+/// What retention removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removed {
+    Queue,
+    Mirror,
+    Checkout,
+}
+
+impl Removed {
+    pub const ALL: [Removed; 3] = [Removed::Queue, Removed::Mirror, Removed::Checkout];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Removed::Queue => "queue",
+            Removed::Mirror => "mirror",
+            Removed::Checkout => "checkout",
+        }
+    }
+}
+
 /// Where a new queue came from.
 #[derive(Debug, Clone, Copy)]
 pub enum Source {
@@ -80,6 +108,8 @@ struct Inner {
     slots_busy: Gauge,
     sse_clients: Family<StreamLabel, Gauge>,
     sse_dropped: Family<StreamLabel, Counter>,
+    retention_removed: Family<KindLabel, Counter>,
+    retention_freed: Counter,
     /// Open SSE streams, in all and per queue log: what the limits are checked against.
     sse_open: Mutex<SseOpen>,
 }
@@ -162,6 +192,24 @@ impl Metrics {
             "Server-sent event streams closed by the server because the client stopped reading",
             sse_dropped.clone(),
         );
+        let retention_removed = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "retention_removed",
+            "What retention removed: finished queues, unused git mirrors, checkouts of ended queues",
+            retention_removed.clone(),
+        );
+        // Every kind shows, at 0 until something is removed.
+        for kind in Removed::ALL {
+            drop(retention_removed.get_or_create(&KindLabel {
+                kind: kind.as_str(),
+            }));
+        }
+        let retention_freed = Counter::default();
+        registry.register(
+            "retention_freed_bytes",
+            "Disk space freed by retention's removals",
+            retention_freed.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -174,6 +222,8 @@ impl Metrics {
                 slots_busy,
                 sse_clients,
                 sse_dropped,
+                retention_removed,
+                retention_freed,
                 sse_open: Mutex::default(),
             }),
         }
@@ -207,6 +257,21 @@ impl Metrics {
                 .get_or_create(&EnvLabel { environment })
                 .observe(seconds);
         }
+    }
+
+    /// Retention removed `n` of `kind`.
+    pub fn removed(&self, kind: Removed, n: u64) {
+        self.inner
+            .retention_removed
+            .get_or_create(&KindLabel {
+                kind: kind.as_str(),
+            })
+            .inc_by(n);
+    }
+
+    /// Retention's removals freed `bytes` of disk space.
+    pub fn freed(&self, bytes: u64) {
+        self.inner.retention_freed.inc_by(bytes);
     }
 
     pub fn test(&self, status: TestStatus) {
@@ -365,6 +430,8 @@ mod tests {
         m.test(TestStatus::Failed);
         let client = m.sse_client("log", Some("q"), LOOSE).unwrap();
         client.stall_counter().inc();
+        m.removed(Removed::Queue, 2);
+        m.freed(4096);
         let text = m.render(&[(Status::Waiting, 3), (Status::Passed, 1)], 2, 1);
         for line in [
             "testarena_queues_enqueued_total{source=\"gitea\"} 2",
@@ -378,6 +445,9 @@ mod tests {
             "testarena_slots_busy 1",
             "testarena_sse_clients{stream=\"log\"} 1",
             "testarena_sse_dropped_total{stream=\"log\"} 1",
+            "testarena_retention_removed_total{kind=\"queue\"} 2",
+            "testarena_retention_removed_total{kind=\"mirror\"} 0",
+            "testarena_retention_freed_bytes_total 4096",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

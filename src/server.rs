@@ -72,6 +72,7 @@ impl Server {
             logs: LogHub::with_echo(&config.root, config.echo_logs),
             reports: Reports::new().context("cannot load the report templates")?,
             sessions: crate::auth::Sessions::new(config.auth.session_ttl),
+            mirrors: worker::Mirrors::new(&config.root),
             live: LiveConfig::new(config),
             store,
             worker: WorkerHandle::default(),
@@ -89,6 +90,7 @@ impl Server {
             tracker.clone(),
         ));
         tracker.spawn(count_finished(state.clone(), finished_changes));
+        tracker.spawn(state.retention().run(state.shutdown.clone()));
         tracker.spawn(crate::statuses::run(
             state.live.clone(),
             state.store.clone(),

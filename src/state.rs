@@ -21,6 +21,8 @@ pub struct AppState {
     pub logs: LogHub,
     pub reports: Reports,
     pub worker: WorkerHandle,
+    /// The git mirrors' locks (the checkout and retention take them).
+    pub mirrors: crate::worker::Mirrors,
     pub metrics: crate::metrics::Metrics,
     /// Dashboard sign-ins.
     pub sessions: crate::auth::Sessions,
@@ -44,9 +46,21 @@ impl AppState {
             logs: self.logs.clone(),
             reports: self.reports.clone(),
             runs: self.worker.clone(),
+            mirrors: self.mirrors.clone(),
             metrics: self.metrics.clone(),
             sandbox: self.sandbox.clone(),
             shutdown: self.shutdown.clone(),
         }
+    }
+
+    /// Retention, reading the configuration anew at each pass.
+    pub fn retention(&self) -> crate::worker::Retention {
+        crate::worker::Retention::new(
+            self.live.clone(),
+            self.store.clone(),
+            self.mirrors.clone(),
+            self.worker.clone(),
+            self.metrics.clone(),
+        )
     }
 }

@@ -25,12 +25,14 @@ mod auth;
 mod gitea;
 mod live;
 mod repos;
+mod retention;
 mod values;
 
 pub use auth::{AuthConfig, HostPattern};
 pub use gitea::{GiteaConfig, Secret, StatusConfig};
 pub use live::LiveConfig;
 pub use repos::AllowedRepos;
+pub use retention::{Checkouts, RetentionConfig};
 pub use values::{ConsoleKind, parse_size};
 use values::{Dur, Size};
 
@@ -66,6 +68,7 @@ pub struct Config {
     pub environments: BTreeMap<String, Environment>,
     pub gitea: GiteaConfig,
     pub sandbox: SandboxConfig,
+    pub retention: RetentionConfig,
     /// Files the configuration or its secrets were read from: hidden from sandboxed commands.
     pub private_files: Vec<PathBuf>,
     /// `serve --echo-logs`: queue log lines also go to the server's stdout (flag only).
@@ -150,6 +153,7 @@ struct Layer {
     environments: BTreeMap<String, EnvLayer>,
     gitea: Option<gitea::GiteaLayer>,
     sandbox: Option<SandboxLayer>,
+    retention: Option<retention::RetentionLayer>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -295,6 +299,7 @@ struct Builder {
     environments: BTreeMap<String, EnvLayer>,
     gitea: gitea::GiteaLayer,
     sandbox: SandboxLayer,
+    retention: retention::RetentionLayer,
 }
 
 impl Builder {
@@ -335,6 +340,9 @@ impl Builder {
         }
         if let Some(sb) = layer.sandbox {
             take!(self.sandbox, sb, mode);
+        }
+        if let Some(r) = layer.retention {
+            self.retention.apply(r);
         }
         for (name, env) in layer.environments {
             let slot = self.environments.entry(name).or_default();
@@ -452,7 +460,9 @@ impl Builder {
                 "TESTARENA_GITEA_URL" => self.gitea.url = Some(value),
                 "TESTARENA_GITEA_TOKEN" => self.gitea.token = Some(value),
                 "TESTARENA_GITEA_DASHBOARD_URL" => self.gitea.dashboard_url = Some(value),
-                _ => {}
+                other => {
+                    self.retention.apply_env(&origin, other, &value)?;
+                }
             }
         }
         Ok(self)
@@ -596,6 +606,7 @@ impl Builder {
             },
             program: PathBuf::from("bwrap"),
         };
+        let retention = self.retention.finish(origin)?;
         Ok(Config {
             listen,
             root,
@@ -605,6 +616,7 @@ impl Builder {
             environments,
             gitea,
             sandbox,
+            retention,
             private_files: Vec::new(),
             echo_logs: false,
         })

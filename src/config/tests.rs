@@ -392,3 +392,63 @@ fn an_open_address_needs_a_token_or_an_explicit_anonymous() {
         "{e}"
     );
 }
+
+#[test]
+fn retention_defaults_overrides_and_errors() {
+    let d = Config::defaults().retention;
+    assert_eq!(d.max_age, Some(Duration::from_secs(30 * 86_400)));
+    assert_eq!(d.max_queues, Some(10_000));
+    assert_eq!(d.checkouts, Checkouts::Delete);
+    let c = Config::from_toml(
+        "my.toml",
+        "[retention]\nmax_age = \"0\"\nmax_queues = 0\ncheckouts = \"keep\"",
+    )
+    .unwrap();
+    assert_eq!(
+        c.retention,
+        RetentionConfig {
+            max_age: None,
+            max_queues: None,
+            checkouts: Checkouts::Keep
+        },
+        "0 turns a limit off"
+    );
+    let c = Config::from_toml("my.toml", "[retention]\nmax_age = \"12h\"").unwrap();
+    assert_eq!(c.retention.max_age, Some(Duration::from_secs(12 * 3600)));
+    assert_eq!(c.retention.max_queues, Some(10_000), "the default stays");
+    let e = err("[retention]\nmax_queue = 5");
+    assert!(e.starts_with("my.toml:") && e.contains("max_queue"), "{e}");
+    let e = err("[retention]\ncheckouts = \"archive\"");
+    assert!(
+        e.contains("retention.checkouts") && e.contains("\"keep\""),
+        "{e}"
+    );
+    let e = err("[retention]\nmax_age = \"1w\"");
+    assert!(e.contains("1w") && e.contains("d"), "{e}");
+    let env = |k: &str, v: &str| [(k.to_owned(), v.to_owned())];
+    let c = Config::load(
+        &Overrides::default(),
+        [
+            ("TESTARENA_RETENTION_MAX_AGE".to_owned(), "7d".to_owned()),
+            ("TESTARENA_RETENTION_MAX_QUEUES".to_owned(), "50".to_owned()),
+            (
+                "TESTARENA_RETENTION_CHECKOUTS".to_owned(),
+                "keep".to_owned(),
+            ),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.retention.max_age, Some(Duration::from_secs(7 * 86_400)));
+    assert_eq!(c.retention.max_queues, Some(50));
+    assert_eq!(c.retention.checkouts, Checkouts::Keep);
+    for (k, v) in [
+        ("TESTARENA_RETENTION_MAX_AGE", "soon"),
+        ("TESTARENA_RETENTION_MAX_QUEUES", "-1"),
+        ("TESTARENA_RETENTION_CHECKOUTS", "trash"),
+    ] {
+        let e = Config::load(&Overrides::default(), env(k, v))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(k), "{e}");
+    }
+}

@@ -347,7 +347,7 @@ pub fn rfc3339(ms: Millis) -> String {
     t.format(&f).unwrap_or_default()
 }
 
-/// Parses a duration: `"500ms"`, `"30s"`, `"2m"`, `"1h"`, or plain seconds (`"30"`).
+/// Parses a duration: `"500ms"`, `"30s"`, `"2m"`, `"1h"`, `"30d"`, or plain seconds (`"30"`).
 /// The error says what is accepted.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     use std::time::Duration;
@@ -356,7 +356,7 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let (num, unit) = t.split_at(split);
     let bad = || {
         format!(
-            "invalid duration {s:?}: use a whole number with ms, s, m or h, e.g. \"500ms\", \"30s\", \"20m\""
+            "invalid duration {s:?}: use a whole number with ms, s, m, h or d, e.g. \"500ms\", \"30s\", \"20m\", \"30d\""
         )
     };
     if num.is_empty() || num.len() > 12 {
@@ -368,6 +368,7 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         "" | "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n * 60),
         "h" => Duration::from_secs(n * 3600),
+        "d" => Duration::from_secs(n * 86_400),
         _ => return Err(bad()),
     };
     Ok(d)
@@ -521,6 +522,8 @@ mod ending;
 pub use ending::{
     ABORTED_WAITING, TaskChange, close_reason, close_tasks, closed_status, restart_tasks,
 };
+mod retention;
+pub use retention::{Beyond, Verdict};
 
 #[cfg(test)]
 mod tests;

@@ -155,7 +155,22 @@ fn durations() {
     assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
     assert_eq!(parse_duration("20m"), Ok(Duration::from_secs(1200)));
     assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-    for bad in ["", "s", "1.5s", "-1s", "10x", "1 m", "99999999999999s"] {
+    assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+    assert_eq!(parse_duration("0d"), Ok(Duration::ZERO));
+    let longest = Duration::from_secs(999_999_999_999 * 86_400);
+    assert_eq!(parse_duration("999999999999d"), Ok(longest));
+    for bad in [
+        "",
+        "s",
+        "1.5s",
+        "-1s",
+        "10x",
+        "1 m",
+        "99999999999999s",
+        "1w",
+        "d",
+        "1dd",
+    ] {
         assert!(parse_duration(bad).is_err(), "{bad}");
     }
     for d in ["500ms", "30s", "20m", "1h", "0s"] {

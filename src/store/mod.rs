@@ -370,6 +370,12 @@ impl Store {
         self.write(move |b| writes::delete(b, &id)).await
     }
 
+    /// Removes the finished queues of `ids` still stored, in one commit (retention); the
+    /// others are passed over. Returns the ids removed.
+    pub async fn delete_finished(&self, ids: Vec<QueueId>) -> Result<Vec<QueueId>, StoreError> {
+        self.write(move |b| writes::delete_finished(b, &ids)).await
+    }
+
     /// Replaces the task list of a queue (scenarios discovered after checkout).
     pub async fn set_tasks(
         &self,
@@ -447,6 +453,30 @@ impl Store {
             .into_iter()
             .filter(|(s, _)| *s != Status::Skipped)
             .collect())
+    }
+
+    /// The finished queues beyond the retention limits at `now`, oldest first, at most `max`
+    /// (see [`Beyond`](crate::model::Beyond)): beyond `max_queues` finished queues, or finished
+    /// more than `max_age` ago. Reads from the oldest queue on, and nothing when neither limit
+    /// is set or can be crossed.
+    pub async fn beyond_limits(
+        &self,
+        max_queues: Option<u64>,
+        max_age: Option<std::time::Duration>,
+        now: crate::model::Millis,
+        max: usize,
+    ) -> Result<Vec<Queue>, StoreError> {
+        let finished = self
+            .inner
+            .ids
+            .counts()
+            .into_iter()
+            .filter(|(s, _)| s.is_terminal())
+            .map(|(_, n)| n)
+            .sum();
+        let beyond = crate::model::Beyond::new(max_queues, max_age, finished, now);
+        self.read(move |db, _| reads::beyond_limits(db, beyond, max))
+            .await
     }
 
     /// Waiting queues in claim order (highest priority, then oldest).

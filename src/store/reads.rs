@@ -7,7 +7,7 @@ use super::codec;
 use super::ids::Ids;
 use super::tables::{EVENTS, QUEUES, TASKS, WAITING};
 use super::{QueueView, StoreError};
-use crate::model::{Change, Queue, QueueId, Status, Task};
+use crate::model::{Beyond, Change, Queue, QueueId, Status, Task, Verdict};
 
 /// One page of a newest-first listing.
 #[derive(Debug, Clone)]
@@ -105,4 +105,31 @@ pub(super) fn events_after(db: &Database, seq: u64) -> Result<EventsAfter, Store
     }
     let complete = changes.first().is_none_or(|c| c.seq <= seq + 1);
     Ok(EventsAfter { changes, complete })
+}
+
+/// The finished queues `beyond` judges to be beyond the retention limits, oldest first, at most
+/// `max`: a scan from the oldest queue that stops where `beyond` says nothing later can be.
+pub(super) fn beyond_limits(
+    db: &Database,
+    mut beyond: Beyond,
+    max: usize,
+) -> Result<Vec<Queue>, StoreError> {
+    let mut out = Vec::new();
+    if beyond.is_done() {
+        return Ok(out);
+    }
+    let txn = db.begin_read()?;
+    let queues = txn.open_table(QUEUES)?;
+    for entry in queues.iter()? {
+        let q: Queue = codec::decode(entry?.1.value())?;
+        match beyond.judge(&q) {
+            Verdict::Remove => out.push(q),
+            Verdict::Keep => {}
+            Verdict::Stop => break,
+        }
+        if out.len() == max {
+            break;
+        }
+    }
+    Ok(out)
 }

@@ -401,6 +401,26 @@ pub(super) fn delete(b: &mut Batch<'_>, id: &QueueId) -> Result<(), StoreError> 
     Ok(())
 }
 
+/// Removes the queues of `ids` that are still stored and finished, each with its tasks and its
+/// deletion recorded like [`delete`]'s; the others are passed over (deleted or changed
+/// meanwhile). Returns the queues removed.
+pub(super) fn delete_finished(
+    b: &mut Batch<'_>,
+    ids: &[QueueId],
+) -> Result<Vec<QueueId>, StoreError> {
+    let mut removed = Vec::new();
+    for id in ids {
+        match load_queue(b, id) {
+            Ok(q) if q.status.is_terminal() => {}
+            Ok(_) | Err(StoreError::NotFound(_)) => continue,
+            Err(e) => return Err(e),
+        }
+        delete(b, id)?;
+        removed.push(id.clone());
+    }
+    Ok(removed)
+}
+
 pub(super) fn set_tasks(
     b: &mut Batch<'_>,
     id: &QueueId,

@@ -97,6 +97,10 @@ pub async fn checkout(
             .await
             .map_err(|e| StepError::Error(format!("cannot move the mirror in place: {e}")))?;
     }
+    // Its last use, for retention (which removes it only under the lock we hold).
+    if let Err(e) = super::mirror::touch(&mirror) {
+        tracing::warn!(mirror = %mirror.display(), error = %e, "cannot record the mirror's use");
+    }
     if let Some(branch) = &request.branch {
         // Both given: the branch must exist too.
         if request.commit.is_some() {

@@ -2,7 +2,12 @@
 //! repository fetches what is new instead of cloning from scratch.
 //!
 //! One async lock per mirror: two queues of the same repository never run git in the same
-//! mirror at once (git's own lock files would make one of them fail).
+//! mirror at once (git's own lock files would make one of them fail), and retention removes a
+//! mirror only while it holds its lock.
+//!
+//! A mirror's last use is its directory's modification time: the checkout sets it after every
+//! fetch or clone (git alone does not change it when nothing is new), and retention removes
+//! mirrors not used for `[retention] max_age`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -47,16 +52,43 @@ impl Mirrors {
             .join(format!("{tail}-{:016x}.git", fnv1a(repo.as_bytes())))
     }
 
-    /// Waits for exclusive use of the mirror at `path`.
-    pub async fn lock(&self, path: &Path) -> OwnedMutexGuard<()> {
-        let lock = self
-            .locks
+    /// The directory every mirror is in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn lock_of(&self, path: &Path) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks
             .lock()
             .expect("mirror locks")
             .entry(path.to_owned())
             .or_default()
-            .clone();
-        lock.lock_owned().await
+            .clone()
+    }
+
+    /// Waits for exclusive use of the mirror at `path`.
+    pub async fn lock(&self, path: &Path) -> OwnedMutexGuard<()> {
+        self.lock_of(path).lock_owned().await
+    }
+
+    /// Exclusive use of the mirror at `path` if nobody uses it now.
+    pub fn try_lock(&self, path: &Path) -> Option<OwnedMutexGuard<()>> {
+        self.lock_of(path).try_lock_owned().ok()
+    }
+}
+
+/// Records a use of the mirror at `path` (its directory's modification time, now).
+pub fn touch(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.set_modified(std::time::SystemTime::now())
+}
+
+/// The mirror an entry of the mirror directory belongs to: `x.git` itself, or `x.partial` (a
+/// clone under way, or one a crash left) of `x.git`; `None` for anything else.
+pub fn mirror_of(entry: &Path) -> Option<PathBuf> {
+    match entry.extension()?.to_str()? {
+        "git" => Some(entry.to_owned()),
+        "partial" => Some(entry.with_extension("git")),
+        _ => None,
     }
 }
 
@@ -85,6 +117,9 @@ mod tests {
                 .starts_with("firmware-")
         );
         assert_ne!(a, m.path_for("https://example.org/other/firmware.git"));
+        assert_eq!(mirror_of(&a), Some(a.clone()));
+        assert_eq!(mirror_of(&a.with_extension("partial")), Some(a.clone()));
+        assert_eq!(mirror_of(Path::new("/r/cache/git/notes.txt")), None);
         let odd = m.path_for("/srv/../weird name");
         assert!(odd.starts_with("/r/cache/git"), "{odd:?}");
         assert!(!odd.file_name().unwrap().to_str().unwrap().contains(' '));

@@ -4,6 +4,8 @@
 //! - `handle`    what the API may know of running queues (abort, waiting reasons)
 //! - `pipeline`  one queue's run: checkout, build, tasks, outcome
 //! - `checkout`  git mirror cache and checkout (argv only); `mirror` the cache's paths and locks
+//! - `retention` removes finished queues and unused mirrors beyond `[retention]`'s limits;
+//!   `trash` removes trees and counts the space freed
 //! - `tasks`     scenarios of a queue: validation, one board per scenario, results and reports
 //! - `board`     the simulator as the runner's console; `<run>` steps as the runner's host
 //! - `step`      what the steps share (log, cancellation, limits)
@@ -14,14 +16,18 @@ mod ending;
 pub mod handle;
 mod mirror;
 mod pipeline;
+mod retention;
 mod scheduler;
 mod space;
 mod step;
 mod tasks;
+mod trash;
 
 pub use checkout::{clone_mirror_argv, fetch_argv, resolve_argv};
 pub use ending::{abort_waiting, end_queue};
 pub use handle::WorkerHandle;
+pub use mirror::Mirrors;
+pub use retention::{Pass, Retention};
 pub use scheduler::Scheduler;
 pub use tasks::write_queue_report;
 
@@ -47,6 +53,8 @@ pub struct Deps {
     pub reports: Reports,
     /// The queues running now.
     pub runs: WorkerHandle,
+    /// The git mirrors' locks, shared by every checkout and by retention.
+    pub mirrors: Mirrors,
     pub metrics: Metrics,
     /// How repository code is run (sandboxed or not).
     pub sandbox: Arc<dyn Executor>,

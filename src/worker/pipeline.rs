@@ -97,6 +97,11 @@ pub async fn run_queue(deps: &Deps, mirrors: &Mirrors, queue: Queue, cancel: Can
             error = Some(format!("cannot write {}: {e}", path.display()));
         }
     }
+    if status != Status::Waiting {
+        // Before the end is recorded: once the final status shows, the checkout is gone.
+        let dir = Layout::new(&deps.config.root).queue(&id);
+        super::retention::remove_checkout(deps, &dir, &id).await;
+    }
     if status == Status::Waiting {
         if let Err(e) = deps
             .store

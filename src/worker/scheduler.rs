@@ -38,7 +38,7 @@ pub struct Scheduler {
 impl Scheduler {
     pub fn new(deps: Deps, config: LiveConfig, tracker: TaskTracker) -> Scheduler {
         Scheduler {
-            mirrors: Mirrors::new(&deps.config.root),
+            mirrors: deps.mirrors.clone(),
             deps,
             config,
             tracker,

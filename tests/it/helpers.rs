@@ -216,6 +216,7 @@ pub fn test_state(extra_toml: &str) -> (AppState, tempfile::TempDir) {
         logs: testarena::logs::LogHub::new(&config.root),
         reports: testarena::report::Reports::new().expect("templates"),
         sessions: testarena::auth::Sessions::new(config.auth.session_ttl),
+        mirrors: testarena::worker::Mirrors::new(&config.root),
         live: testarena::config::LiveConfig::new(config),
         store,
         worker: testarena::worker::WorkerHandle::default(),

@@ -21,6 +21,7 @@ mod metrics;
 mod reports;
 mod repos;
 mod rerun;
+mod retention;
 mod sandbox;
 mod statuses;
 mod store;

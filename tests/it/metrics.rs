@@ -8,7 +8,7 @@ use crate::helpers::{TestApp, spawn_app_with};
 use crate::logs_sse::SseClient;
 use crate::worker::{SCENARIO_PASS, config, make_repo};
 
-async fn metrics(app: &TestApp) -> String {
+pub async fn metrics(app: &TestApp) -> String {
     let r = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let content_type = r.headers()["content-type"].to_str().unwrap().to_owned();

@@ -57,8 +57,11 @@ async fn paused(dir: &Path) -> TestApp {
 }
 
 /// A running server (environment `sim`) that allows https and `dir`.
+/// A running server that reads repositories under `dir`; checkouts are kept for inspection.
 async fn running(dir: &Path) -> TestApp {
-    spawn_app_with(&(config("echo built > built.txt", "", &allowing(dir)) + UNCONFINED)).await
+    let keep = "\n[retention]\ncheckouts = \"keep\"\n";
+    spawn_app_with(&(config("echo built > built.txt", "", &allowing(dir)) + UNCONFINED + keep))
+        .await
 }
 
 async fn enqueue(app: &TestApp, repo: &str) -> (u16, Value) {
