@@ -8,7 +8,9 @@
 //! - SSE: 1,000 clients of one queue's log stream that read the answer's head and nothing more,
 //!   while the queue's build writes about 1.6 MB/s to its log: RSS over idle once their sockets
 //!   are full, per client; then RSS once the server has dropped them (`[api] sse_send_timeout`,
-//!   30 s by default).
+//!   30 s by default); then twice 1,000 more on the same server, closed by the clients: RSS
+//!   with them stuck and after they closed (the allocator keeps what the first wave made it
+//!   take and uses it again; a leak would add up instead).
 //!
 //! Each round starts a fresh server. Prints medians of the rounds.
 //!
@@ -94,6 +96,12 @@ fn main() {
             med(streams.iter().map(|s| s.dropped as f64).collect()),
             med(streams.iter().map(|s| s.drop_seconds).collect()),
         );
+        println!(
+            "1000 more, twice, once those were gone:     {:>+8.1} MiB over idle = {:.1} KiB per client; {:+.1} MiB once they closed",
+            mib(med(streams.iter().map(|s| s.warm_stuck_over_idle).collect())),
+            med(streams.iter().map(|s| s.warm_stuck_over_idle).collect()) / SSE_CLIENTS as f64 / 1024.0,
+            mib(med(streams.iter().map(|s| s.warm_after_close_over_idle).collect())),
+        );
         println!("(medians of {rounds} rounds, each on a fresh server)");
     });
 }
@@ -111,6 +119,10 @@ struct SseRound {
     idle: u64,
     stuck_over_idle: f64,
     after_drop_over_idle: f64,
+    /// The same again, twice, on the same server once the first clients are gone: the memory
+    /// the first wave made the allocator take is used again (a leak would add to it).
+    warm_stuck_over_idle: f64,
+    warm_after_close_over_idle: f64,
     dropped: u64,
     drop_seconds: f64,
 }
@@ -290,6 +302,31 @@ boot_timeout = "1s"
         status_kib(server.child.id(), "Threads:")
     );
     drop(clients);
+    // Two more waves on the same server, each closed by its clients.
+    let (mut warm_stuck, mut warm_after) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        let mut clients = Vec::with_capacity(SSE_CLIENTS);
+        for _ in 0..SSE_CLIENTS {
+            clients.push(open_stuck(server.addr, &request).await);
+        }
+        tokio::time::sleep(FILL_TIME).await;
+        warm_stuck.push(server.settled_rss().await as f64 - idle as f64);
+        drop(clients);
+        // Closed connections go once the server notices: wait for the gauge, not a time.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while metric(
+            &server.metrics().await,
+            "testarena_sse_clients{stream=\"log\"}",
+        ) > 0
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the closed clients were never noticed"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        warm_after.push(server.settled_rss().await as f64 - idle as f64);
+    }
     let r = server
         .client
         .post(server.url("/api/queues/spam/abort"))
@@ -302,6 +339,8 @@ boot_timeout = "1s"
         idle,
         stuck_over_idle: stuck as f64 - idle as f64,
         after_drop_over_idle: after as f64 - idle as f64,
+        warm_stuck_over_idle: median(warm_stuck),
+        warm_after_close_over_idle: median(warm_after),
         dropped,
         drop_seconds,
     }
