@@ -1,5 +1,5 @@
-//! The command-line client: `enqueue`, `status`, `logs -f`, `abort`, `delete` against a running
-//! server's REST and SSE API. Errors carry the server's own message.
+//! The command-line client: `enqueue`, `status`, `logs -f`, `abort`, `delete`, `download`
+//! against a running server's REST and SSE API. Errors carry the server's own message.
 
 use std::io::Write;
 use std::time::Duration;
@@ -154,6 +154,45 @@ impl Client {
             .map(|_| ())
     }
 
+    /// Saves the archive of queue `id` (its log and reports, `.tar.gz`) as `path`, chunk by
+    /// chunk: into a temporary file beside it, renamed to `path` once complete, so `path` is
+    /// never half-written. Returns the number of bytes written.
+    pub async fn download(&self, id: &str, path: &std::path::Path) -> anyhow::Result<u64> {
+        let resp = self
+            .http
+            .get(format!("{}/api/queues/{id}/archive", self.base))
+            .send()
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot reach the server at {}: is it running? (--server)",
+                    self.base
+                )
+            })?;
+        if !resp.status().is_success() {
+            return Err(api_error(resp).await);
+        }
+        let name = path
+            .file_name()
+            .with_context(|| format!("{} names no file: give a file name", path.display()))?;
+        let mut temp_name = std::ffi::OsString::from(".");
+        temp_name.push(name);
+        temp_name.push(format!(".{}.part", std::process::id()));
+        let temp = path.with_file_name(temp_name);
+        let written = save(resp, &temp).await;
+        let renamed = match written {
+            Ok(n) => tokio::fs::rename(&temp, path)
+                .await
+                .with_context(|| format!("cannot write {}", path.display()))
+                .map(|()| n),
+            Err(e) => Err(e),
+        };
+        if renamed.is_err() {
+            let _ = tokio::fs::remove_file(&temp).await;
+        }
+        renamed
+    }
+
     /// Prints the log; with `follow`, stays on the live stream until the queue ends, resuming
     /// after a dropped connection from the last offset. Returns the final status when followed.
     pub async fn logs(
@@ -219,6 +258,29 @@ impl Client {
             eprintln!("stream interrupted at offset {offset}; resuming");
         }
     }
+}
+
+/// Writes the body of `resp` to a new file at `path`, synced to disk; its length.
+async fn save(resp: reqwest::Response, path: &std::path::Path) -> anyhow::Result<u64> {
+    use tokio::io::AsyncWriteExt;
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    let mut body = resp.bytes_stream();
+    let mut len = 0;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.context(
+            "the download was cut off (the server's log may say why); nothing was saved",
+        )?;
+        file.write_all(&chunk)
+            .await
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        len += chunk.len() as u64;
+    }
+    file.sync_all()
+        .await
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(len)
 }
 
 #[cfg(test)]

@@ -105,6 +105,15 @@ enum Command {
         server: ServerArg,
         id: String,
     },
+    /// Save a queue's log and reports (never its checkout) as a .tar.gz.
+    Download {
+        #[command(flatten)]
+        server: ServerArg,
+        id: String,
+        /// Where to save it [default: ID.tar.gz in the current directory].
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Validate scenario files: prints file:line:column: message for each error and exits 1,
     /// or a one-line summary per file and exits 0.
     Check {
@@ -322,6 +331,12 @@ fn run_client(command: Command) -> anyhow::Result<ExitCode> {
             Command::Delete { server, id } => {
                 server.client()?.delete(&id).await?;
                 eprintln!("deleted {id}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Download { server, id, output } => {
+                let path = output.unwrap_or_else(|| PathBuf::from(format!("{id}.tar.gz")));
+                let len = server.client()?.download(&id, &path).await?;
+                eprintln!("saved {} ({len} bytes)", path.display());
                 Ok(ExitCode::SUCCESS)
             }
             Command::Serve { .. } | Command::Check { .. } | Command::Token { .. } => {

@@ -6,6 +6,8 @@
 //! - `sse`      what every SSE stream shares: event framing, limits, keep-alive, resume point
 //! - `send`     streaming bodies that hold at most one chunk for a client that does not read
 //! - `files`    report files under a queue's directory, read-only
+//! - `archive`  those files as one streamed `.tar.gz`
+//! - `badge`    the SVG status badge of a repository's branch
 //! - `pages`    the dashboard: queue list, queue page, static assets
 //! - `validate` parsing an enqueue request at the edge
 //! - `access`   who may call what: the `Host` check, tokens and sessions, the per-route guard
@@ -13,6 +15,8 @@
 //! - `error`    the one error type; `json` our JSON extractor with error bodies
 
 pub mod access;
+pub mod archive;
+pub mod badge;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -96,6 +100,8 @@ pub fn routes(state: AppState) -> (Router, Vec<Route>) {
     .add(M::GET, "/static/{*path}", Public, pages::asset)
     .add(M::GET, "/healthz", Public, healthz)
     .add(M::GET, "/metrics", Api(read), metrics)
+    // An image in a README cannot send a token: it shows where anonymous read is allowed.
+    .add(M::GET, "/badge.svg", Api(read), badge::badge)
     .add(M::GET, "/api/session", Public, session::get)
     .add(M::POST, "/api/session", Public, session::create)
     .add(M::DELETE, "/api/session", Public, session::delete)
@@ -111,6 +117,12 @@ pub fn routes(state: AppState) -> (Router, Vec<Route>) {
         "/api/queues/{id}/log/stream",
         Api(read),
         logs::stream,
+    )
+    .add(
+        M::GET,
+        "/api/queues/{id}/archive",
+        Api(read),
+        archive::archive,
     )
     .add(M::GET, "/api/events", Api(read), events::stream)
     // Signed with the webhook's secret instead of a token.

@@ -26,6 +26,7 @@ use super::error::ApiError;
 use super::files::check_path;
 use super::queues::queue_record;
 use super::session::Viewer;
+use crate::config::Config;
 use crate::model::{Millis, Queue, QueueId, Status, now_millis};
 use crate::report::{Counts, Reports};
 
@@ -123,8 +124,10 @@ pub async fn queue(
     State(state): State<AppState>,
     caller: Caller,
     Path(raw): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let viewer = Viewer::of(&caller, &state.config());
+    let config = state.config();
+    let viewer = Viewer::of(&caller, &config);
     let id = match QueueId::parse(&raw) {
         Ok(id) => id,
         Err(e) => {
@@ -161,6 +164,12 @@ pub async fn queue(
             }
         }
     }
+    let request = &view.queue.request;
+    let badge = request.branch.as_deref().map(|branch| {
+        let (base, public) = origin(&config, &headers);
+        let badge = super::badge::Readme::new(&base, &request.repo, branch, &request.environment);
+        context! { src => badge.src, markdown => badge.markdown, public }
+    });
     render(
         &state,
         &viewer,
@@ -169,9 +178,33 @@ pub async fn queue(
         context! {
             queue => jinja(&q),
             terminal => view.queue.status.is_terminal(),
+            badge,
             seq,
         },
     )
+}
+
+/// This server's address as users reach it, for links that leave the dashboard (a README
+/// badge): `[api] public_url` when set (`true`), else `http://` and the `Host` this page was
+/// asked for (the `Host` check let it through), else `http://` and `listen`.
+fn origin(config: &Config, headers: &HeaderMap) -> (reqwest::Url, bool) {
+    if let Some(url) = &config.api.public_url {
+        return (url.clone(), true);
+    }
+    let listen = config.listen.to_string();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or(&listen);
+    let only_host = |u: &reqwest::Url| {
+        u.path() == "/" && u.query().is_none() && u.fragment().is_none() && u.username().is_empty()
+    };
+    let url = reqwest::Url::parse(&format!("http://{host}/"))
+        .ok()
+        .filter(only_host)
+        .or_else(|| reqwest::Url::parse(&format!("http://{listen}/")).ok())
+        .expect("a socket address makes a URL");
+    (url, false)
 }
 
 /// `GET /static/{*path}`: the embedded scripts and stylesheets, revalidated by `ETag`.

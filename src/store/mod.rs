@@ -42,7 +42,7 @@ use tokio::sync::{broadcast, oneshot, watch};
 
 pub use actor::{KEEP_EVENTS, MAX_EVENTS};
 pub use follow::{Feed, Follower};
-pub use reads::{EventsAfter, Page};
+pub use reads::{BRANCH_SCAN, EventsAfter, Page};
 pub use writes::{Enqueued, RerunOnly};
 
 use crate::model::{
@@ -482,6 +482,22 @@ impl Store {
     /// Waiting queues in claim order (highest priority, then oldest).
     pub async fn waiting(&self) -> Result<Vec<Queue>, StoreError> {
         self.read(|db, _| reads::waiting(db)).await
+    }
+
+    /// The newest queue (by arrival) of `repo` and `branch`, and of `environment` when given,
+    /// whose status is one of `statuses`. Reads at most [`BRANCH_SCAN`] queues, newest
+    /// first: one older than that is not found.
+    pub async fn newest_of_branch(
+        &self,
+        repo: String,
+        branch: String,
+        environment: Option<String>,
+        statuses: &'static [Status],
+    ) -> Result<Option<Queue>, StoreError> {
+        self.read(move |db, _| {
+            reads::newest_of_branch(db, &repo, &branch, environment.as_deref(), statuses)
+        })
+        .await
     }
 
     /// Changes after `seq`, from the event table.

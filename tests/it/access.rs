@@ -87,9 +87,13 @@ async fn call(state: &AppState, req: Request<Body>) -> Answer {
             text: String::new(),
         };
     }
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap();
+    // Chunk by chunk, each dropped once copied, as a connection does: a streamed body
+    // (`api::send`) makes its next chunk only when the last one is gone.
+    let mut bytes = Vec::new();
+    let mut body = resp.into_body().into_data_stream();
+    while let Some(chunk) = futures_util::StreamExt::next(&mut body).await {
+        bytes.extend_from_slice(&chunk.unwrap());
+    }
     Answer {
         status,
         headers,

@@ -4,6 +4,7 @@ mod access;
 mod access_live;
 mod api_examples;
 mod api_queues;
+mod archive_badge;
 mod cli;
 mod console_socket;
 mod dashboard;
