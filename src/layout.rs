@@ -5,6 +5,7 @@
 //! <root>/cache/git/<mirror>             one git mirror per repository
 //! <root>/queues/<id>/queue.log          the queue's live log
 //! <root>/queues/<id>/report.html        the queue's report
+//! <root>/queues/<id>/junit.xml          the queue's JUnit XML, every task merged
 //! <root>/queues/<id>/repo/              the checkout (never served)
 //! <root>/queues/<id>/tasks/<task>/      a task's reports and logs
 //! <root>/trash/<entry>                  what retention removes, moved here whole first
@@ -17,12 +18,13 @@ use std::path::{Path, PathBuf};
 use crate::model::QueueId;
 
 /// The names under a queue's directory that `GET /queues/{id}/files/…` serves.
-pub const SERVED: &[&str] = &[QUEUE_REPORT, QUEUE_LOG, TASKS];
+pub const SERVED: &[&str] = &[QUEUE_REPORT, QUEUE_JUNIT, QUEUE_LOG, TASKS];
 
 const STORE: &str = "testarena.redb";
 const QUEUES: &str = "queues";
 const QUEUE_LOG: &str = "queue.log";
 const QUEUE_REPORT: &str = "report.html";
+const QUEUE_JUNIT: &str = "junit.xml";
 const CHECKOUT: &str = "repo";
 const TASKS: &str = "tasks";
 
@@ -90,6 +92,11 @@ impl QueueDir {
         self.0.join(QUEUE_REPORT)
     }
 
+    /// The JUnit XML of every task, merged.
+    pub fn junit(&self) -> PathBuf {
+        self.0.join(QUEUE_JUNIT)
+    }
+
     /// The checkout.
     pub fn checkout(&self) -> PathBuf {
         self.0.join(CHECKOUT)
@@ -115,6 +122,7 @@ mod tests {
         assert_eq!(q.path(), Path::new("/data/queues/q1"));
         assert_eq!(q.log(), Path::new("/data/queues/q1/queue.log"));
         assert_eq!(q.report(), Path::new("/data/queues/q1/report.html"));
+        assert_eq!(q.junit(), Path::new("/data/queues/q1/junit.xml"));
         assert_eq!(q.checkout(), Path::new("/data/queues/q1/repo"));
         assert_eq!(q.task("smoke"), Path::new("/data/queues/q1/tasks/smoke"));
         assert!(!SERVED.contains(&CHECKOUT));

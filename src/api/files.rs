@@ -1,5 +1,5 @@
 //! `GET /queues/{id}/files/{*path}`: a queue's log and reports (`queue.log`, `report.html`,
-//! `tasks/…`), read-only. Never the checkout (`repo/`): it holds whatever the repository holds,
+//! `junit.xml`, `tasks/…`), read-only. Never the checkout (`repo/`): it holds whatever the repository holds,
 //! symlinks and secrets its build may have written included.
 //!
 //! The path is checked component by component before it touches the filesystem (no empty, `.`
@@ -40,7 +40,7 @@ pub async fn serve_file(
             StatusCode::NOT_FOUND,
             "not_found",
             format!(
-                "file {path} not found: only report.html, queue.log and tasks/… are served, not the checkout"
+                "file {path} not found: only report.html, junit.xml, queue.log and tasks/… are served, not the checkout"
             ),
         ));
     }

@@ -55,6 +55,9 @@ pub fn environment() -> Result<Environment<'static>, ReportError> {
     env.add_filter("seconds", |ms: u64| text::seconds(ms));
     env.add_filter("offset", |ms: u64| text::offset(ms));
     env.add_filter("rfc3339", |ms: i64| crate::model::rfc3339(ms));
+    env.add_filter("ansi", |s: Cow<'_, str>| {
+        Value::from_safe_string(super::ansi::html(&s))
+    });
     env.add_filter("xml_attr", |s: Cow<'_, str>| {
         Value::from_safe_string(text::xml_attr(&s))
     });

@@ -8,15 +8,20 @@
 //! tasks/<task>/junit.xml                   JUnit XML for CI
 //! tasks/<task>/summary.json                counts and results for scripts
 //! tasks/<task>/tests/<suite>/<test>.html   one test's transcript
+//! tasks/<task>/tests/<suite>/<test>.txt    the same transcript as plain text
+//! junit.xml                                every task's JUnit XML merged, for CI
 //! ```
 //! Every file is replaced atomically, so a reader never sees half a report. Every HTML page is
 //! self-contained (the stylesheet is inlined), so it also works when opened from disk. Console
 //! text is untrusted: it is escaped by the template engine and cleaned of characters XML forbids.
 
+pub mod ansi;
 mod assets;
 mod atomic;
+mod junit;
 mod summary;
 pub mod text;
+mod transcript;
 mod view;
 
 use std::path::{Path, PathBuf};
@@ -51,6 +56,8 @@ pub enum ReportError {
 #[derive(Clone)]
 pub struct Reports {
     env: Arc<Environment<'static>>,
+    /// This machine's name, JUnit's `hostname`: where the tests ran.
+    hostname: Arc<str>,
 }
 
 impl std::fmt::Debug for Reports {
@@ -64,6 +71,7 @@ impl Reports {
     pub fn new() -> Result<Reports, ReportError> {
         Ok(Reports {
             env: Arc::new(assets::environment()?),
+            hostname: hostname().into(),
         })
     }
 
@@ -78,7 +86,14 @@ impl Reports {
         view::test_log_path(suite, test)
     }
 
-    /// Writes one test's transcript page and returns its path.
+    /// Where a test's plain-text transcript lives relative to its task directory, beside its
+    /// HTML log: `tests/<suite>/<test>.txt`.
+    pub fn test_text_path(suite: &str, test: &str) -> String {
+        view::test_text_path(suite, test)
+    }
+
+    /// Writes one test's transcript page and its plain-text transcript (which the JUnit files'
+    /// `<system-out>` is read from) and returns the page's path.
     pub fn write_test_log(
         &self,
         task_dir: &Path,
@@ -87,6 +102,8 @@ impl Reports {
         result: &TestResult,
         transcript: &[TranscriptLine],
     ) -> Result<PathBuf, ReportError> {
+        let text = task_dir.join(Self::test_text_path(&result.suite, &result.name));
+        write(&text, transcript::text(transcript).as_bytes())?;
         let path = task_dir.join(Self::test_log_path(&result.suite, &result.name));
         let html = self.render(
             "test_log.html",
@@ -108,7 +125,10 @@ impl Reports {
         queue: &Queue,
         task: &Task,
     ) -> Result<(), ReportError> {
-        let junit = self.render("junit.xml", view::junit(queue, task))?;
+        let junit = self.render(
+            "junit.xml",
+            junit::task(queue, task, task_dir, &self.hostname),
+        )?;
         write(&task_dir.join("junit.xml"), junit.as_bytes())?;
         let summary = TaskSummary::new(queue, task, task_dir);
         let mut json = serde_json::to_vec_pretty(&summary)?;
@@ -122,7 +142,8 @@ impl Reports {
         write(&task_dir.join("report.html"), html.as_bytes())
     }
 
-    /// Writes the queue's `report.html`, linking every task's files and test logs.
+    /// Writes the queue's merged `junit.xml`, then its `report.html`, linking every task's files
+    /// and test logs.
     pub fn write_queue(
         &self,
         queue_dir: &Path,
@@ -130,6 +151,11 @@ impl Reports {
         tasks: &[Task],
     ) -> Result<(), ReportError> {
         let dir = crate::layout::QueueDir::at(queue_dir);
+        let junit = self.render(
+            "junit.xml",
+            junit::queue(queue, tasks, &dir, &self.hostname),
+        )?;
+        write(&dir.junit(), junit.as_bytes())?;
         let task_views: Vec<_> = tasks
             .iter()
             .map(|t| view::task(t, &dir.task(t.id.as_str())))
@@ -141,6 +167,7 @@ impl Reports {
                 tasks => task_views,
                 counts => view::total_counts(tasks),
                 has_log => dir.log().is_file(),
+                has_junit => dir.junit().is_file(),
             },
         )?;
         write(&dir.report(), html.as_bytes())
@@ -149,6 +176,15 @@ impl Reports {
     fn render(&self, name: &str, ctx: minijinja::Value) -> Result<String, ReportError> {
         Ok(self.env.get_template(name)?.render(ctx)?)
     }
+}
+
+/// The kernel's host name; `localhost` when it cannot be read.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {

@@ -1,66 +1,22 @@
 //! Text clean-up and formatting shared by every report format.
 //!
-//! Console output is untrusted: it carries ANSI colour codes and stray control characters, some of
-//! which XML 1.0 forbids outright. [`clean`] strips the colour codes and replaces every character
-//! that is not allowed in XML 1.0 with U+FFFD, so the same text is safe in HTML and in JUnit XML
-//! (escaping of `<`, `&` and quotes is left to the template engine).
+//! Console output is untrusted: it carries ANSI escape sequences and stray control characters, some
+//! of which XML 1.0 forbids outright. [`clean`] strips the escape sequences and replaces every
+//! character that is not allowed in XML 1.0 with U+FFFD, so the same text is safe in HTML and in
+//! JUnit XML (escaping of `<`, `&` and quotes is left to the template engine). The per-test HTML
+//! log renders colours instead ([`super::ansi::html`]).
 
 use std::borrow::Cow;
 
 use crate::model::Millis;
 
-/// What replaces a character that XML 1.0 does not allow.
-pub const REPLACEMENT: char = '\u{FFFD}';
+pub use super::ansi::{REPLACEMENT, is_xml_char};
 
-/// Whether XML 1.0 allows `c` in a document (tab, newline and carriage return are the only
-/// control characters it accepts).
-pub fn is_xml_char(c: char) -> bool {
-    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}')
-        || c >= '\u{10000}'
-}
-
-/// Removes ANSI escape sequences and replaces characters invalid in XML 1.0 with U+FFFD.
-/// Borrows when there is nothing to change, which is the common case.
+/// Removes ANSI escape sequences (all of them, see [`super::ansi`]) and replaces characters
+/// invalid in XML 1.0 with U+FFFD. Borrows when there is nothing to change, which is the common
+/// case.
 pub fn clean(s: &str) -> Cow<'_, str> {
-    if s.chars().all(|c| c != '\u{1b}' && is_xml_char(c)) {
-        return Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            match chars.peek() {
-                // CSI: ESC [ parameters… final byte in @..~
-                Some('[') => {
-                    chars.next();
-                    for c in chars.by_ref() {
-                        if ('@'..='~').contains(&c) {
-                            break;
-                        }
-                    }
-                }
-                // OSC: ESC ] … terminated by BEL or ESC \
-                Some(']') => {
-                    chars.next();
-                    while let Some(c) = chars.next() {
-                        if c == '\u{7}' {
-                            break;
-                        }
-                        if c == '\u{1b}' && chars.peek() == Some(&'\\') {
-                            chars.next();
-                            break;
-                        }
-                    }
-                }
-                _ => out.push(REPLACEMENT),
-            }
-        } else if is_xml_char(c) {
-            out.push(c);
-        } else {
-            out.push(REPLACEMENT);
-        }
-    }
-    Cow::Owned(out)
+    super::ansi::strip(s)
 }
 
 /// [`clean`], owned.
@@ -136,7 +92,8 @@ mod tests {
         check("\u{1b}]0;title\u{7}after", "after");
         check("\u{1b}]0;title\u{1b}\\after", "after");
         check("nul\0bell\u{7}vt\u{b}", "nul\u{FFFD}bell\u{FFFD}vt\u{FFFD}");
-        check("lone escape \u{1b}x", "lone escape \u{FFFD}x");
+        check("lone escape \u{1b}x", "lone escape ");
+        check("charset \u{1b}(Bselected", "charset selected");
         check("unterminated \u{1b}[12", "unterminated ");
         check(
             "non-characters \u{FFFE}\u{FFFF}",

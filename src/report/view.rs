@@ -9,9 +9,7 @@ use minijinja::value::Value;
 use serde::{Deserialize, Serialize};
 
 use super::text::{self, cleaned};
-use crate::model::{
-    LineKind, Queue, Status, Task, TestResult, TestStatus, TranscriptLine, rfc3339,
-};
+use crate::model::{Queue, Task, TestResult, TestStatus, TranscriptLine, rfc3339};
 
 /// How many tests ended in each way.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +74,11 @@ pub fn test_log_path(suite: &str, test: &str) -> String {
     format!("tests/{}/{}.html", path_part(suite), path_part(test))
 }
 
+/// Where a test's plain-text transcript lives, relative to its task directory: beside its log.
+pub fn test_text_path(suite: &str, test: &str) -> String {
+    format!("tests/{}/{}.txt", path_part(suite), path_part(test))
+}
+
 /// One path component from a name: letters, digits, `.`, `_` and `-` are kept, anything else
 /// becomes `_`; a leading `.` becomes `_` (no hidden files, never `..`); empty becomes `_`;
 /// at most 100 characters.
@@ -121,10 +124,13 @@ pub fn queue(q: &Queue) -> Value {
     }
 }
 
-/// A test row; `log` is its log's path relative to the task directory, when the log exists.
+/// A test row; `log` and `text` are its HTML log's and its plain-text transcript's paths
+/// relative to the task directory, when they exist.
 pub fn test(t: &TestResult, task_dir: &Path) -> Value {
     let log = test_log_path(&t.suite, &t.name);
     let exists = task_dir.join(&log).is_file();
+    let text = test_text_path(&t.suite, &t.name);
+    let text_exists = task_dir.join(&text).is_file();
     context! {
         suite => cleaned(&t.suite),
         name => cleaned(&t.name),
@@ -132,6 +138,7 @@ pub fn test(t: &TestResult, task_dir: &Path) -> Value {
         duration_ms => t.duration_ms,
         message => opt(t.message.as_deref()),
         log => exists.then_some(log),
+        text => text_exists.then_some(text),
     }
 }
 
@@ -158,15 +165,9 @@ pub fn task(task: &Task, task_dir: &Path) -> Value {
 }
 
 pub fn line(l: &TranscriptLine) -> Value {
-    let kind = match l.kind {
-        LineKind::Send => "send",
-        LineKind::Console => "console",
-        LineKind::Match => "match",
-        LineKind::Command => "command",
-        LineKind::Output => "output",
-        LineKind::Info => "info",
-    };
-    context! { at_ms => l.at_ms, kind => kind, text => cleaned(&l.text) }
+    let kind = super::transcript::kind(l.kind);
+    // Raw: the template's `ansi` filter renders colours, drops other escapes and escapes the rest.
+    context! { at_ms => l.at_ms, kind => kind, text => l.text.as_str() }
 }
 
 /// Totals over several tasks.
@@ -176,82 +177,6 @@ pub fn total_counts(tasks: &[Task]) -> Value {
         c.merge(Counts::of(&t.tests));
     }
     c.value()
-}
-
-/// The JUnit context: suites in order of first appearance.
-///
-/// A task that ended in `error`, `timed_out` or `failed` without a single test result (the
-/// build or the boot failed) gets one synthetic `error` case named after the task, so that a
-/// CI reading the file does not count the run as green; an `aborted` one gets a `skipped` case.
-pub fn junit(queue: &Queue, task: &Task) -> Value {
-    let mut synthetic = Vec::new();
-    let tests: &[TestResult] = if task.tests.is_empty() {
-        let status = match task.status {
-            Status::Error | Status::TimedOut | Status::Failed => Some(TestStatus::Error),
-            Status::Aborted => Some(TestStatus::Skipped),
-            _ => None,
-        };
-        if let Some(status) = status {
-            let message = task
-                .error
-                .clone()
-                .unwrap_or_else(|| format!("task {}", task.status));
-            synthetic.push(TestResult {
-                suite: task.id.as_str().to_owned(),
-                name: "(task)".to_owned(),
-                status,
-                duration_ms: task_duration_ms(task),
-                message: Some(message),
-            });
-        }
-        &synthetic
-    } else {
-        &task.tests
-    };
-
-    let mut order: Vec<&str> = Vec::new();
-    for t in tests {
-        if !order.contains(&t.suite.as_str()) {
-            order.push(&t.suite);
-        }
-    }
-    let suites: Vec<Value> = order
-        .iter()
-        .map(|suite| {
-            let cases: Vec<&TestResult> = tests.iter().filter(|t| t.suite == *suite).collect();
-            let mut c = Counts::default();
-            cases.iter().for_each(|t| c.add(t.status));
-            let time: u64 = cases.iter().map(|t| t.duration_ms).sum();
-            let classname = format!("{}.{}", task.id, cleaned(suite));
-            context! {
-                name => cleaned(suite),
-                tests => c.total,
-                failures => c.failed,
-                errors => c.error + c.timed_out,
-                skipped => c.skipped,
-                time => text::seconds(time),
-                cases => cases.iter().map(|t| context! {
-                    classname => classname.clone(),
-                    name => cleaned(&t.name),
-                    time => text::seconds(t.duration_ms),
-                    status => t.status.as_str(),
-                    message => t.message.as_deref().map(cleaned).unwrap_or_default(),
-                }).collect::<Vec<_>>(),
-            }
-        })
-        .collect();
-    let c = Counts::of(tests);
-    let time = text::span(task.started_at, task.finished_at)
-        .unwrap_or_else(|| tests.iter().map(|t| t.duration_ms).sum());
-    context! {
-        name => format!("{}/{}", queue.id, task.id),
-        tests => c.total,
-        failures => c.failed,
-        errors => c.error + c.timed_out,
-        skipped => c.skipped,
-        time => text::seconds(time),
-        suites => suites,
-    }
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use testarena::report::Reports;
 use crate::helpers::{TestApp, spawn_app_with};
 use webdriver::Browser;
 
+mod colours;
 mod webdriver;
 
 /// How long one wait in the page may take.

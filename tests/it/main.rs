@@ -17,6 +17,7 @@ mod fuzz;
 mod helpers;
 mod hooks;
 mod hostile_inputs;
+mod junit;
 mod logs_sse;
 mod metrics;
 mod reports;

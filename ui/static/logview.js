@@ -1,9 +1,9 @@
 // TestArena dashboard: the windowed live log viewer of the queue page (follow, search, jump to
-// a step, task or test). Needs common.js.
+// a step, task or test; console colours as classes). Needs common.js and ansi.js.
 (() => {
   'use strict';
 
-  const { $, h, human, setConn } = window.TA;
+  const { $, h, human, setConn, ansi } = window.TA;
 
   const MARKER = /^=== (step|task|test|queue) (\S+) (.*)$/;
   const OUTCOMES = new Set(['passed', 'failed', 'error', 'timed_out', 'aborted', 'cancelled', 'skipped']);
@@ -25,7 +25,10 @@
       this.spacer = $('#log-spacer');
       this.win = $('#log-window');
       this.state = $('#log-state');
+      /** Every line's text, escape sequences removed (what search and markers read). */
       this.lines = [];
+      /** The coloured lines' runs (`[{ text, cls }]`) by line index. */
+      this.styles = new Map();
       this.pool = [];
       this.follow = true;
       this.pausedAt = 0;
@@ -114,9 +117,10 @@
       const start = this.lines.length;
       const parts = text.split('\n');
       for (let k = 0; k < parts.length; k++) {
-        const line = parts[k];
         const i = start + k;
+        const { text: line, segs } = ansi.parse(parts[k]);
         this.lines.push(line);
+        if (segs) this.styles.set(i, segs);
         if (line.charCodeAt(0) === 61 && line.startsWith('=== ')) this.marker(i, line);
         if (this.query && line.toLowerCase().includes(this.query)) this.matches.push(i);
       }
@@ -272,7 +276,7 @@
         row.ver = this.version;
         const text = this.lines[i];
         row.firstChild.textContent = i + 1;
-        this.paintText(row.lastChild, text);
+        this.paintText(row.lastChild, text, this.styles.get(i));
         let cls = 'log-line';
         if (text.startsWith('=== ')) cls += ' log-mk';
         if (this.query && text.toLowerCase().includes(this.query)) cls += ' is-match';
@@ -288,20 +292,36 @@
       if (after) after.forEach((f) => f());
     }
 
-    /** The line as text; matches of the search wrapped in <mark>, still as text nodes. */
-    paintText(span, text) {
+    /**
+     * The line as text nodes: its coloured runs (`segs`) in spans with their classes, matches of
+     * the search wrapped in <mark>. Never parsed as HTML.
+     */
+    paintText(span, text, segs) {
       const q = this.query;
       const lower = q ? text.toLowerCase() : '';
       // Lower-casing can change the length of a few characters: then no offsets to trust.
-      if (!q || !lower.includes(q) || lower.length !== text.length) { span.textContent = text; return; }
+      const hits = q && lower.includes(q) && lower.length === text.length;
+      if (!hits && !segs) { span.textContent = text; return; }
+      const ranges = [];
+      if (hits) for (let k = lower.indexOf(q); k >= 0; k = lower.indexOf(q, k + q.length)) ranges.push([k, k + q.length]);
       const parts = [];
       let at = 0;
-      for (let k = lower.indexOf(q); k >= 0; k = lower.indexOf(q, at)) {
-        if (k > at) parts.push(text.slice(at, k));
-        parts.push(h('mark', { text: text.slice(k, k + q.length) }));
-        at = k + q.length;
+      let r = 0;
+      for (const run of segs || [{ text, cls: '' }]) {
+        const end = at + run.text.length;
+        const pieces = [];
+        for (let pos = at; pos < end;) {
+          while (r < ranges.length && ranges[r][1] <= pos) r++;
+          const range = ranges[r];
+          const inside = range && range[0] <= pos;
+          const stop = inside ? Math.min(end, range[1]) : (range ? Math.min(end, range[0]) : end);
+          pieces.push(inside ? h('mark', { text: text.slice(pos, stop) }) : text.slice(pos, stop));
+          pos = stop;
+        }
+        if (run.cls) parts.push(h('span', { class: run.cls }, pieces));
+        else parts.push(...pieces);
+        at = end;
       }
-      if (at < text.length) parts.push(text.slice(at));
       span.replaceChildren(...parts);
     }
   }

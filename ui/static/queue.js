@@ -112,6 +112,7 @@
       error.hidden = !q.error;
       const terminal = TERMINAL.has(q.status);
       $('#q-report').hidden = !terminal;
+      $('#q-junit').hidden = !terminal;
       $('#abort').disabled = terminal || gone;
       $('#rerun').disabled = !terminal || gone;
       $('#rerun-failed').disabled = !terminal || gone || !q.tasks.some((t) => t.status !== 'passed');

@@ -25,21 +25,29 @@ fn the_environment_is_a_cheap_shared_handle() {
 #[test]
 fn every_file_is_written_and_every_link_resolves() {
     let w = write_all();
-    let expected = [
-        "queue.log",
-        "report.html",
-        "tasks/boot/junit.xml",
-        "tasks/boot/report.html",
-        "tasks/boot/summary.json",
-        "tasks/smoke/junit.xml",
-        "tasks/smoke/report.html",
-        "tasks/smoke/summary.json",
-        "tasks/smoke/tests/_script_alert_1___script__________31mred__0m/_script_alert_1___script__________31mred__0m.html",
-        "tasks/smoke/tests/net/dhcp.html",
-        "tasks/smoke/tests/shell/echo_back.html",
-        "tasks/smoke/tests/shell/ping.html",
-        "tasks/smoke/tests/shell/slow.html",
+    let hostile = "tasks/smoke/tests/_script_alert_1___script__________31mred__0m/_script_alert_1___script__________31mred__0m";
+    let mut expected = vec![
+        "junit.xml".to_owned(),
+        "queue.log".to_owned(),
+        "report.html".to_owned(),
+        "tasks/boot/junit.xml".to_owned(),
+        "tasks/boot/report.html".to_owned(),
+        "tasks/boot/summary.json".to_owned(),
+        "tasks/smoke/junit.xml".to_owned(),
+        "tasks/smoke/report.html".to_owned(),
+        "tasks/smoke/summary.json".to_owned(),
     ];
+    // Each test that ran: its HTML log and its plain-text transcript.
+    for test in [
+        hostile,
+        "tasks/smoke/tests/net/dhcp",
+        "tasks/smoke/tests/shell/echo_back",
+        "tasks/smoke/tests/shell/ping",
+        "tasks/smoke/tests/shell/slow",
+    ] {
+        expected.push(format!("{test}.html"));
+        expected.push(format!("{test}.txt"));
+    }
     let found: Vec<String> = files_under(&w.queue_dir())
         .iter()
         .map(|p| {
@@ -99,9 +107,11 @@ fn hostile_text_is_escaped_in_every_page() {
         );
     }
     let log = w.read("tasks/smoke/tests/shell/ping.html");
-    // Colour codes are stripped, the text between them is kept.
+    // Colours become classes, the text between them is kept.
     assert!(
-        log.contains("&quot;&amp;&#x27; \u{FFFD}\u{FFFD}red</span>"),
+        log.contains(
+            "&quot;&amp;&#x27; \u{FFFD}\u{FFFD}<span class=\"ansi-fg-1\">red</span></span>"
+        ),
         "{log}"
     );
 }
