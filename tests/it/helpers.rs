@@ -226,3 +226,14 @@ pub fn test_state(extra_toml: &str) -> (AppState, tempfile::TempDir) {
     };
     (state, dir)
 }
+
+/// Fails (never skips) when the program `bin` is not on `PATH`, naming the Debian package that
+/// provides it; `scripts/test` installs them.
+pub fn require_tool(bin: &str, package: &str) {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    assert!(
+        std::env::split_paths(&path).any(|d| d.join(bin).is_file()),
+        "this test needs {bin} (Debian package {package}); scripts/test installs it, or run \
+         `apt-get install {package}`"
+    );
+}
