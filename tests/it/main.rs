@@ -23,6 +23,7 @@ mod repos;
 mod rerun;
 mod retention;
 mod sandbox;
+mod server_log;
 mod statuses;
 mod store;
 mod worker;
