@@ -8,6 +8,7 @@ mod cli;
 mod console_socket;
 mod dashboard;
 mod deliveries;
+mod deploy;
 mod e2e_qemu;
 mod ending;
 mod events_sse;

@@ -80,7 +80,7 @@ async fn app_after_a_run() -> (TestApp, String, tempfile::TempDir) {
 
 #[tokio::test]
 async fn promtool_accepts_a_real_scrape_with_build_info_wait_times_and_requests_by_route() {
-    require_tool("promtool", "prometheus");
+    let promtool = require_tool("promtool", "prometheus");
     let (app, id, _dir) = app_after_a_run().await;
     let r = app
         .client
@@ -91,7 +91,7 @@ async fn promtool_accepts_a_real_scrape_with_build_info_wait_times_and_requests_
     assert_eq!(r.status(), 404);
     let text = metrics(&app).await;
 
-    let mut promtool = Command::new("promtool")
+    let mut promtool = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
