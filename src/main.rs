@@ -35,6 +35,16 @@ enum Command {
         /// Also print every queue log line to stdout, prefixed with the queue id.
         #[arg(long)]
         echo_logs: bool,
+        /// The server log on stderr: `text` for people, `json` for one JSON object per line;
+        /// also TESTARENA_LOG_FORMAT. RUST_LOG filters it (default: info).
+        #[arg(
+            long,
+            value_enum,
+            value_name = "FORMAT",
+            env = "TESTARENA_LOG_FORMAT",
+            default_value_t = LogFormat::Text
+        )]
+        log_format: LogFormat,
     },
     /// Enqueue a queue on a running server and print it (or follow its log with --follow).
     Enqueue {
@@ -127,6 +137,13 @@ enum Command {
     },
 }
 
+/// How the server writes its log.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum TokenCommand {
     /// Make a new random token: prints it, once, and the line to paste under [auth] tokens.
@@ -194,8 +211,9 @@ fn main() -> ExitCode {
             root,
             listen,
             echo_logs,
+            log_format,
         } => {
-            init_tracing();
+            init_tracing(log_format);
             let overrides = Overrides {
                 config_file: config,
                 root,
@@ -356,13 +374,18 @@ fn new_token(name: &str, scope: Scope) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let log = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => log.init(),
+        // An event's fields at the top level beside `timestamp`, `level`, `target` and
+        // `message`; the request's `method` and `route` in `span`.
+        LogFormat::Json => log.json().flatten_event(true).with_span_list(false).init(),
+    }
 }
 
 fn serve(overrides: Overrides) -> anyhow::Result<()> {

@@ -12,6 +12,7 @@
 //! - `validate` parsing an enqueue request at the edge
 //! - `access`   who may call what: the `Host` check, tokens and sessions, the per-route guard
 //! - `session`  dashboard sign-in and sign-out
+//! - `observe`  every request counted by route template and status, and its access log line
 //! - `error`    the one error type; `json` our JSON extractor with error bodies
 
 pub mod access;
@@ -24,6 +25,7 @@ pub mod files;
 pub mod hooks;
 pub mod json;
 pub mod logs;
+pub mod observe;
 pub mod pages;
 pub mod queues;
 pub mod send;
@@ -34,11 +36,12 @@ pub mod validate;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::handler::Handler;
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
 
 use crate::auth::Scope;
+use crate::metrics::Format;
 pub use crate::state::AppState;
 use access::Access;
 use error::ApiError;
@@ -141,8 +144,8 @@ pub fn routes(state: AppState) -> (Router, Vec<Route>) {
             state.clone(),
             access::identify,
         ))
-        .layer(DefaultBodyLimit::max(max_body))
-        .with_state(state);
+        .layer(DefaultBodyLimit::max(max_body));
+    let router = observe::layer(router, state.metrics.clone()).with_state(state);
     (router, r.table)
 }
 
@@ -158,14 +161,26 @@ async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// `GET /metrics`: Prometheus/OpenMetrics text (see `crate::metrics`).
-async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+/// `GET /metrics`: the Prometheus text format, or OpenMetrics when `Accept` prefers it (see
+/// `crate::metrics`).
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::from_accept(accept);
     let counts = state.store.counts().await?;
-    let text = state
-        .metrics
-        .render(&counts, state.config().worker.slots, state.worker.busy());
-    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-    Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
+    let text = state.metrics.render(
+        format,
+        &counts,
+        state.config().worker.slots,
+        state.worker.busy(),
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, format.content_type()),
+            (header::VARY, "accept"),
+        ],
+        text,
+    )
+        .into_response())
 }
 
 async fn not_found() -> ApiError {

@@ -460,6 +460,8 @@ impl Builder {
                 "TESTARENA_GITEA_URL" => self.gitea.url = Some(value),
                 "TESTARENA_GITEA_TOKEN" => self.gitea.token = Some(value),
                 "TESTARENA_GITEA_DASHBOARD_URL" => self.gitea.dashboard_url = Some(value),
+                // `serve --log-format`'s: the log is set up before the configuration is read.
+                "TESTARENA_LOG_FORMAT" => {}
                 other => {
                     self.retention.apply_env(&origin, other, &value)?;
                 }

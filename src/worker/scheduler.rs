@@ -79,6 +79,7 @@ impl Scheduler {
         let Some(queue) = self.deps.store.claim_next(filter).await? else {
             return Ok(None);
         };
+        self.deps.metrics.claimed(&queue);
         let id = queue.id.clone();
         let cancel =
             self.deps

@@ -226,3 +226,20 @@ pub fn test_state(extra_toml: &str) -> (AppState, tempfile::TempDir) {
     };
     (state, dir)
 }
+
+/// The program `bin` from `PATH` (or the `sbin` directories, which a user's `PATH` may lack).
+/// Fails (never skips) when it is missing, naming the Debian package that provides it;
+/// `scripts/test` installs them.
+pub fn require_tool(bin: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(bin))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "this test needs {bin} (Debian package {package}); scripts/test installs it, or \
+                 run `apt-get install {package}`"
+            )
+        })
+}

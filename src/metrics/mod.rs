@@ -1,4 +1,5 @@
-//! Prometheus metrics (`GET /metrics`, OpenMetrics text): what an operator graphs and alerts on.
+//! Prometheus metrics (`GET /metrics`): what an operator graphs and alerts on, in the classic
+//! text format or OpenMetrics, as the scraper asks (`format`).
 //!
 //! Counters and histograms are updated where things happen; the gauges of queues per status and
 //! of busy slots are read when scraped, so they are never stale. Each server has its own
@@ -7,6 +8,7 @@
 //! - `testarena_queues_enqueued_total{source}`  new queues, by `api` or `gitea`
 //! - `testarena_queues_finished_total{environment,status}`  queues that ended
 //! - `testarena_queue_duration_seconds{environment}`  start to end of the queues that ran
+//! - `testarena_queue_wait_seconds{environment}`  from enqueue to start, observed at each claim
 //! - `testarena_tests_total{status}`  test results recorded
 //! - `testarena_queues{status}`  queues stored, per status (at scrape time)
 //! - `testarena_slots`, `testarena_slots_busy`  the worker's capacity and use (at scrape time)
@@ -16,20 +18,28 @@
 //! - `testarena_retention_removed_total{kind}`  what retention removed: finished queues
 //!   (`queue`), unused git mirrors (`mirror`), checkouts of ended queues (`checkout`)
 //! - `testarena_retention_freed_bytes_total`  disk space those removals freed
+//! - `testarena_http_requests_total{route,method,status}`  requests answered, by the route's
+//!   template (`/api/queues/{id}`, `other` when none matched): the label values stay few
+//! - `testarena_build_info{version}`  always 1
 //!
-//! The SSE guards also enforce `[api] max_sse_clients` and `max_sse_per_queue`: the counts the
-//! gauge shows are the ones the limits apply to.
+//! The SSE guards (`sse`) also enforce `[api] max_sse_clients` and `max_sse_per_queue`.
 
-use std::collections::HashMap;
+mod format;
+mod sse;
+
 use std::sync::{Arc, Mutex};
 
+use axum::http::Method;
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+
+pub use format::Format;
+pub use sse::{SseClient, SseFull, SseLimits};
 
 use crate::model::{Queue, Status, TestStatus};
 
@@ -57,6 +67,18 @@ struct StatusLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StreamLabel {
     stream: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -102,6 +124,7 @@ struct Inner {
     enqueued: Family<SourceLabel, Counter>,
     finished: Family<EnvStatusLabels, Counter>,
     duration: Family<EnvLabel, Histogram>,
+    wait: Family<EnvLabel, Histogram>,
     tests: Family<StatusLabel, Counter>,
     queues: Family<StatusLabel, Gauge>,
     slots: Gauge,
@@ -110,36 +133,9 @@ struct Inner {
     sse_dropped: Family<StreamLabel, Counter>,
     retention_removed: Family<KindLabel, Counter>,
     retention_freed: Counter,
+    requests: Family<RequestLabels, Counter>,
     /// Open SSE streams, in all and per queue log: what the limits are checked against.
-    sse_open: Mutex<SseOpen>,
-}
-
-#[derive(Default)]
-struct SseOpen {
-    total: usize,
-    per_queue: HashMap<String, usize>,
-}
-
-/// How many SSE streams may be open (`[api] max_sse_clients`, `max_sse_per_queue`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SseLimits {
-    /// Streams of every kind together.
-    pub total: usize,
-    /// Log streams of one queue.
-    pub per_queue: usize,
-}
-
-/// Why an SSE stream was refused: which limit it would cross.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SseFull {
-    #[error(
-        "the server already has {0} open event streams, its limit ([api] max_sse_clients); retry later"
-    )]
-    Total(usize),
-    #[error(
-        "queue {queue}'s log already has {limit} open streams, the limit per queue ([api] max_sse_per_queue); retry later"
-    )]
-    Queue { queue: String, limit: usize },
+    sse_open: Mutex<sse::SseOpen>,
 }
 
 impl Default for Metrics {
@@ -171,6 +167,15 @@ impl Metrics {
             "queue_duration_seconds",
             "From the start of a queue's run to its end",
             duration.clone(),
+        );
+        // 0.1 s to about 3.6 h.
+        let wait = Family::<EnvLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.1, 2.0, 18))
+        });
+        registry.register(
+            "queue_wait_seconds",
+            "From a queue's enqueue to the start of its run",
+            wait.clone(),
         );
         let tests = Family::<StatusLabel, Counter>::default();
         registry.register("tests", "Test results recorded, by status", tests.clone());
@@ -210,12 +215,26 @@ impl Metrics {
             "Disk space freed by retention's removals",
             retention_freed.clone(),
         );
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route template, method and status",
+            requests.clone(),
+        );
+        registry.register(
+            "build",
+            "The running server's version",
+            Info::new(VersionLabel {
+                version: env!("CARGO_PKG_VERSION"),
+            }),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
                 enqueued,
                 finished,
                 duration,
+                wait,
                 tests,
                 queues,
                 slots,
@@ -224,6 +243,7 @@ impl Metrics {
                 sse_dropped,
                 retention_removed,
                 retention_freed,
+                requests,
                 sse_open: Mutex::default(),
             }),
         }
@@ -283,64 +303,50 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts an open SSE stream until the returned guard is dropped; `queue` is the queue whose
-    /// log it follows. Refused when it would cross a limit.
-    pub fn sse_client(
-        &self,
-        stream: &'static str,
-        queue: Option<&str>,
-        limits: SseLimits,
-    ) -> Result<SseClient, SseFull> {
-        {
-            let mut open = self.sse_open();
-            if open.total >= limits.total {
-                return Err(SseFull::Total(limits.total));
-            }
-            if let Some(queue) = queue {
-                let n = open.per_queue.entry(queue.to_owned()).or_default();
-                if *n >= limits.per_queue {
-                    let limit = limits.per_queue;
-                    if *n == 0 {
-                        open.per_queue.remove(queue);
-                    }
-                    return Err(SseFull::Queue {
-                        queue: queue.to_owned(),
-                        limit,
-                    });
-                }
-                *n += 1;
-            }
-            open.total += 1;
+    /// A queue was claimed: how long it waited, from its enqueue to the start of its run.
+    pub fn claimed(&self, queue: &Queue) {
+        if let Some(start) = queue.started_at {
+            let seconds = start.saturating_sub(queue.created_at) as f64 / 1000.0;
+            self.inner
+                .wait
+                .get_or_create(&EnvLabel {
+                    environment: queue.request.environment.clone(),
+                })
+                .observe(seconds);
         }
-        let gauge = self
-            .inner
-            .sse_clients
-            .get_or_create(&StreamLabel { stream })
-            .clone();
-        gauge.inc();
-        let dropped = self
-            .inner
-            .sse_dropped
-            .get_or_create(&StreamLabel { stream })
-            .clone();
-        Ok(SseClient {
-            inner: self.inner.clone(),
-            queue: queue.map(str::to_owned),
-            gauge,
-            dropped,
-        })
     }
 
-    fn sse_open(&self) -> std::sync::MutexGuard<'_, SseOpen> {
-        // Held for a few additions, never across `.await`; the counts stay usable after a panic.
+    /// A request was answered. `route` is the route's template (`None` when no route matched),
+    /// never the path itself; methods other than the standard ones count as `other`.
+    pub fn request(&self, route: Option<&str>, method: &Method, status: u16) {
+        let method = match *method {
+            Method::GET => "GET",
+            Method::HEAD => "HEAD",
+            Method::POST => "POST",
+            Method::PUT => "PUT",
+            Method::DELETE => "DELETE",
+            Method::PATCH => "PATCH",
+            Method::OPTIONS => "OPTIONS",
+            _ => "other",
+        };
         self.inner
-            .sse_open
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .requests
+            .get_or_create(&RequestLabels {
+                route: route.unwrap_or("other").to_owned(),
+                method,
+                status,
+            })
+            .inc();
     }
 
-    /// The text exposition, with the scrape-time gauges set from `counts` and the slots.
-    pub fn render(&self, counts: &[(Status, u64)], slots: usize, busy: usize) -> String {
+    /// The exposition in `format`, with the scrape-time gauges set from `counts` and the slots.
+    pub fn render(
+        &self,
+        format: Format,
+        counts: &[(Status, u64)],
+        slots: usize,
+        busy: usize,
+    ) -> String {
         for (status, n) in counts {
             self.inner
                 .queues
@@ -352,44 +358,15 @@ impl Metrics {
         self.inner.slots.set(slots as i64);
         self.inner.slots_busy.set(busy as i64);
         let mut out = String::new();
-        encode(&mut out, &self.inner.registry).expect("writing to a String cannot fail");
-        out
-    }
-}
-
-/// An open SSE stream, counted while it lives.
-pub struct SseClient {
-    inner: Arc<Inner>,
-    queue: Option<String>,
-    gauge: Gauge,
-    dropped: Counter,
-}
-
-impl SseClient {
-    /// Counts this stream as closed by the server because the client stopped reading (the
-    /// counter outlives the guard).
-    pub fn stall_counter(&self) -> Counter {
-        self.dropped.clone()
-    }
-}
-
-impl Drop for SseClient {
-    fn drop(&mut self) {
-        self.gauge.dec();
-        let mut open = self
-            .inner
-            .sse_open
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        open.total = open.total.saturating_sub(1);
-        if let Some(queue) = &self.queue
-            && let Some(n) = open.per_queue.get_mut(queue)
-        {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                open.per_queue.remove(queue);
+        let registry = &self.inner.registry;
+        match format {
+            Format::Classic => {
+                prometheus_client::encoding::prometheus_text::encode(&mut out, registry)
             }
+            Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, registry),
         }
+        .expect("writing to a String cannot fail");
+        out
     }
 }
 
@@ -398,13 +375,8 @@ mod tests {
     use super::*;
     use crate::model::{QueueId, QueueRequest};
 
-    #[test]
-    fn the_exposition_has_every_family_and_follows_what_happened() {
-        let m = Metrics::new();
-        m.enqueued(Source::Api);
-        m.enqueued(Source::Gitea);
-        m.enqueued(Source::Gitea);
-        let q = Queue {
+    fn queue() -> Queue {
+        Queue {
             id: QueueId::parse("q").unwrap(),
             status: Status::Passed,
             request: QueueRequest {
@@ -416,7 +388,7 @@ mod tests {
                 priority: 0,
             },
             seq: 1,
-            created_at: 0,
+            created_at: 500,
             started_at: Some(1_000),
             finished_at: Some(4_000),
             attempt: 1,
@@ -425,20 +397,39 @@ mod tests {
             resolved_commit: None,
             rerun_of: None,
             reruns: Vec::new(),
-        };
-        m.finished(&q);
+        }
+    }
+
+    const LOOSE: SseLimits = SseLimits {
+        total: 1000,
+        per_queue: 1000,
+    };
+
+    #[test]
+    fn the_exposition_has_every_family_and_follows_what_happened() {
+        let m = Metrics::new();
+        m.enqueued(Source::Api);
+        m.enqueued(Source::Gitea);
+        m.enqueued(Source::Gitea);
+        m.claimed(&queue());
+        m.finished(&queue());
         m.test(TestStatus::Failed);
         let client = m.sse_client("log", Some("q"), LOOSE).unwrap();
         client.stall_counter().inc();
         m.removed(Removed::Queue, 2);
         m.freed(4096);
-        let text = m.render(&[(Status::Waiting, 3), (Status::Passed, 1)], 2, 1);
-        for line in [
+        m.request(Some("/api/queues/{id}"), &Method::GET, 200);
+        m.request(Some("/api/queues/{id}"), &Method::GET, 200);
+        m.request(None, &Method::from_bytes(b"BREW").unwrap(), 404);
+        let counts = [(Status::Waiting, 3), (Status::Passed, 1)];
+        let version = env!("CARGO_PKG_VERSION");
+        let lines = [
             "testarena_queues_enqueued_total{source=\"gitea\"} 2",
             "testarena_queues_enqueued_total{source=\"api\"} 1",
             "testarena_queues_finished_total{environment=\"esp32\",status=\"passed\"} 1",
             "testarena_queue_duration_seconds_sum{environment=\"esp32\"} 3.0",
             "testarena_queue_duration_seconds_count{environment=\"esp32\"} 1",
+            "testarena_queue_wait_seconds_sum{environment=\"esp32\"} 0.5",
             "testarena_tests_total{status=\"failed\"} 1",
             "testarena_queues{status=\"waiting\"} 3",
             "testarena_slots 2",
@@ -448,55 +439,47 @@ mod tests {
             "testarena_retention_removed_total{kind=\"queue\"} 2",
             "testarena_retention_removed_total{kind=\"mirror\"} 0",
             "testarena_retention_freed_bytes_total 4096",
+            "testarena_http_requests_total{route=\"/api/queues/{id}\",method=\"GET\",status=\"200\"} 2",
+            "testarena_http_requests_total{route=\"other\",method=\"other\",status=\"404\"} 1",
+            &format!("testarena_build_info{{version=\"{version}\"}} 1"),
+        ];
+        for format in [Format::Classic, Format::OpenMetrics] {
+            let text = m.render(format, &counts, 2, 1);
+            for line in lines {
+                assert!(
+                    text.lines().any(|l| l == line),
+                    "{format:?}: missing {line:?} in:\n{text}"
+                );
+            }
+            assert_eq!(text.ends_with("# EOF\n"), format == Format::OpenMetrics);
+        }
+        // The classic format names a counter's help and type with `_total`, as Prometheus and
+        // Grafana look them up; OpenMetrics names the family without it.
+        let classic = m.render(Format::Classic, &counts, 2, 1);
+        for line in [
+            "testarena_queue_wait_seconds_bucket{environment=\"esp32\",le=\"0.4\"} 0",
+            "testarena_queue_wait_seconds_bucket{environment=\"esp32\",le=\"0.8\"} 1",
         ] {
             assert!(
-                text.lines().any(|l| l == line),
-                "missing {line:?} in:\n{text}"
+                classic.lines().any(|l| l == line),
+                "{line:?} in:\n{classic}"
             );
         }
-        assert!(text.ends_with("# EOF\n"));
+        assert!(
+            classic.contains("# TYPE testarena_tests_total counter\n"),
+            "{classic}"
+        );
+        assert!(
+            classic.contains("# HELP testarena_tests_total "),
+            "{classic}"
+        );
+        let open = m.render(Format::OpenMetrics, &counts, 2, 1);
+        assert!(open.contains("# TYPE testarena_tests counter\n"), "{open}");
         drop(client);
-        let text = m.render(&[], 2, 0);
+        let text = m.render(Format::Classic, &[], 2, 0);
         assert!(
             text.contains("testarena_sse_clients{stream=\"log\"} 0"),
             "{text}"
         );
-    }
-
-    const LOOSE: SseLimits = SseLimits {
-        total: 1000,
-        per_queue: 1000,
-    };
-
-    #[test]
-    fn sse_limits_count_every_stream_and_each_queue_log() {
-        let m = Metrics::new();
-        let limits = SseLimits {
-            total: 3,
-            per_queue: 2,
-        };
-        let a1 = m.sse_client("log", Some("a"), limits).unwrap();
-        let a2 = m.sse_client("log", Some("a"), limits).unwrap();
-        let full = m.sse_client("log", Some("a"), limits).err().unwrap();
-        assert_eq!(
-            full,
-            SseFull::Queue {
-                queue: "a".into(),
-                limit: 2
-            }
-        );
-        assert!(full.to_string().contains("max_sse_per_queue"), "{full}");
-        let events = m.sse_client("events", None, limits).unwrap();
-        let full = m.sse_client("log", Some("b"), limits).err().unwrap();
-        assert_eq!(full, SseFull::Total(3));
-        assert!(full.to_string().contains("max_sse_clients"), "{full}");
-        drop(a1);
-        let b = m.sse_client("log", Some("b"), limits).unwrap();
-        assert!(m.sse_client("events", None, limits).is_err());
-        drop((a2, b, events));
-        assert_eq!(m.sse_open().total, 0);
-        assert!(m.sse_open().per_queue.is_empty());
-        let text = m.render(&[], 0, 0);
-        assert!(text.contains("testarena_sse_clients{stream=\"events\"} 0"));
     }
 }
