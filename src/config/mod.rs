@@ -11,8 +11,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::model::parse_duration;
-
 /// Lays the set fields of a layer over the accumulated ones (defined before the submodules,
 /// which use it too).
 macro_rules! take {
@@ -22,6 +20,7 @@ macro_rules! take {
 }
 
 mod auth;
+mod env;
 mod gitea;
 mod live;
 mod repos;
@@ -29,12 +28,18 @@ mod retention;
 mod values;
 
 pub use auth::{AuthConfig, HostPattern};
+pub use env::{CONFIG_VARIABLES, OTHER_VARIABLES};
 pub use gitea::{GiteaConfig, Secret, StatusConfig};
 pub use live::LiveConfig;
 pub use repos::AllowedRepos;
 pub use retention::{Checkouts, RetentionConfig};
 pub use values::{ConsoleKind, parse_size};
 use values::{Dur, Size};
+
+/// An environment's `build_timeout` when it has none.
+pub const DEFAULT_BUILD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// An environment's `boot_timeout` when it has none.
+pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The built-in defaults, byte for byte the shipped example file.
 pub const DEFAULTS: &str = include_str!("../../config.toml.example");
@@ -252,6 +257,14 @@ impl Config {
             b.listen = Some(listen.clone());
         }
         let mut config = b.finish(&origin)?;
+        // Resolved once, against the directory the server starts in: git and the repository's
+        // commands run elsewhere (a relative root made every checkout fail).
+        config.root = std::path::absolute(&config.root).map_err(|e| {
+            invalid(
+                &origin,
+                format!("root: cannot resolve {}: {e}", config.root.display()),
+            )
+        })?;
         config.echo_logs = overrides.echo_logs;
         config
             .private_files
@@ -379,95 +392,6 @@ impl Builder {
         Ok(self)
     }
 
-    fn apply_env(
-        mut self,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Builder, ConfigError> {
-        for (key, value) in env {
-            let origin = format!("environment variable {key}");
-            let dur = |v: &str| parse_duration(v).map(Dur).map_err(|m| invalid(&origin, m));
-            let num = |v: &str| {
-                v.trim().parse::<u64>().map_err(|_| {
-                    invalid(&origin, format!("invalid number {v:?}: use a whole number"))
-                })
-            };
-            match key.as_str() {
-                "TESTARENA_LISTEN" => self.listen = Some(value),
-                "TESTARENA_ROOT" => self.root = Some(PathBuf::from(value)),
-                "TESTARENA_API_MAX_BODY" => {
-                    self.api.max_body =
-                        Some(Size(parse_size(&value).map_err(|m| invalid(&origin, m))?))
-                }
-                "TESTARENA_API_HOSTS" => {
-                    let list = value.split(',').map(|e| e.trim().to_owned());
-                    self.api.hosts = Some(list.filter(|e| !e.is_empty()).collect())
-                }
-                "TESTARENA_API_PUBLIC_URL" => self.api.public_url = Some(value),
-                "TESTARENA_API_MAX_SSE_CLIENTS" => {
-                    self.api.max_sse_clients = Some(num(&value)? as usize)
-                }
-                "TESTARENA_API_MAX_SSE_PER_QUEUE" => {
-                    self.api.max_sse_per_queue = Some(num(&value)? as usize)
-                }
-                "TESTARENA_API_SSE_SEND_TIMEOUT" => self.api.sse_send_timeout = Some(dur(&value)?),
-                "TESTARENA_AUTH_ANONYMOUS" => {
-                    let anonymous = value.trim().parse();
-                    self.auth.anonymous = Some(anonymous.map_err(|m| invalid(&origin, m))?)
-                }
-                "TESTARENA_AUTH_SESSION_TTL" => self.auth.session_ttl = Some(dur(&value)?),
-                "TESTARENA_WORKER_SLOTS" => self.worker.slots = Some(num(&value)? as usize),
-                "TESTARENA_WORKER_QUEUE_TIMEOUT" => self.worker.queue_timeout = Some(dur(&value)?),
-                "TESTARENA_WORKER_CHECKOUT_TIMEOUT" => {
-                    self.worker.checkout_timeout = Some(dur(&value)?)
-                }
-                "TESTARENA_WORKER_KILL_GRACE" => self.worker.kill_grace = Some(dur(&value)?),
-                "TESTARENA_WORKER_SILENCE_TIMEOUT" => {
-                    self.worker.silence_timeout = Some(dur(&value)?)
-                }
-                "TESTARENA_WORKER_MAX_ATTEMPTS" => {
-                    self.worker.max_attempts = Some(num(&value)? as u32)
-                }
-                "TESTARENA_WORKER_MIN_FREE_SPACE" => {
-                    self.worker.min_free_space =
-                        Some(Size(parse_size(&value).map_err(|m| invalid(&origin, m))?))
-                }
-                "TESTARENA_WORKER_ALLOWED_REPOS" => {
-                    let list = value.split(',').map(|e| e.trim().to_owned());
-                    self.worker.allowed_repos = Some(list.filter(|e| !e.is_empty()).collect())
-                }
-                "TESTARENA_SANDBOX_MODE" => self.sandbox.mode = Some(value),
-                "TESTARENA_GITEA_SECRET" => self.gitea.secret = Some(value),
-                "TESTARENA_GITEA_SECRET_FILE" => {
-                    self.gitea.secret = Some(secret_file(&origin, &value)?)
-                }
-                "TESTARENA_GITEA_TOKEN_FILE" => {
-                    self.gitea.token = Some(secret_file(&origin, &value)?)
-                }
-                "TESTARENA_GITEA_ENVIRONMENT" => {
-                    self.gitea.environments = None;
-                    self.gitea.environment = Some(value);
-                }
-                "TESTARENA_GITEA_ENVIRONMENTS" => {
-                    self.gitea.environment = None;
-                    self.gitea.environments = Some(
-                        value
-                            .split(',')
-                            .map(|e| e.trim().to_owned())
-                            .filter(|e| !e.is_empty())
-                            .collect(),
-                    );
-                }
-                "TESTARENA_GITEA_URL" => self.gitea.url = Some(value),
-                "TESTARENA_GITEA_TOKEN" => self.gitea.token = Some(value),
-                "TESTARENA_GITEA_DASHBOARD_URL" => self.gitea.dashboard_url = Some(value),
-                other => {
-                    self.retention.apply_env(&origin, other, &value)?;
-                }
-            }
-        }
-        Ok(self)
-    }
-
     fn finish(self, origin: &str) -> Result<Config, ConfigError> {
         let listen_text = self.listen.unwrap_or_default();
         let listen: SocketAddr = listen_text.parse().map_err(|_| {
@@ -577,8 +501,16 @@ impl Builder {
                 build: argv("build", e.build)?,
                 simulate: argv("simulate", e.simulate)?,
                 ready,
-                build_timeout: nonzero(origin, &key("build_timeout"), e.build_timeout)?,
-                boot_timeout: nonzero(origin, &key("boot_timeout"), e.boot_timeout)?,
+                build_timeout: nonzero(
+                    origin,
+                    &key("build_timeout"),
+                    e.build_timeout.or(Some(Dur(DEFAULT_BUILD_TIMEOUT))),
+                )?,
+                boot_timeout: nonzero(
+                    origin,
+                    &key("boot_timeout"),
+                    e.boot_timeout.or(Some(Dur(DEFAULT_BOOT_TIMEOUT))),
+                )?,
                 max_parallel: e.max_parallel,
                 console: e
                     .console

@@ -5,6 +5,7 @@ mod access_live;
 mod api_examples;
 mod api_queues;
 mod cli;
+mod config_cli;
 mod console_socket;
 mod dashboard;
 mod deliveries;
