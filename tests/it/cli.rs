@@ -383,7 +383,7 @@ fn client_commands_enqueue_follow_status_logs_abort_delete() {
         "{text}"
     );
 
-    let out = client(&server, &["status", "c1"]);
+    let out = client(&server, &["status", "c1", "--json"]);
     let q: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(q["status"], "passed");
     let out = client(&server, &["logs", "c1"]);
