@@ -21,6 +21,7 @@ macro_rules! take {
 
 mod auth;
 mod env;
+mod environment;
 mod gitea;
 mod live;
 mod repos;
@@ -29,17 +30,14 @@ mod values;
 
 pub use auth::{AuthConfig, HostPattern};
 pub use env::{CONFIG_VARIABLES, OTHER_VARIABLES};
+use environment::EnvLayer;
+pub use environment::{DEFAULT_BOOT_TIMEOUT, DEFAULT_BUILD_TIMEOUT, Environment};
 pub use gitea::{GiteaConfig, Secret, StatusConfig};
 pub use live::LiveConfig;
 pub use repos::AllowedRepos;
 pub use retention::{Checkouts, RetentionConfig};
 pub use values::{ConsoleKind, parse_size};
 use values::{Dur, Size};
-
-/// An environment's `build_timeout` when it has none.
-pub const DEFAULT_BUILD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-/// An environment's `boot_timeout` when it has none.
-pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The built-in defaults, byte for byte the shipped example file.
 pub const DEFAULTS: &str = include_str!("../../config.toml.example");
@@ -128,22 +126,6 @@ pub struct SandboxConfig {
     pub program: PathBuf,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Environment {
-    pub name: String,
-    pub build: Vec<String>,
-    pub simulate: Vec<String>,
-    pub ready: String,
-    pub build_timeout: Duration,
-    pub boot_timeout: Duration,
-    pub max_parallel: Option<usize>,
-    pub console: ConsoleKind,
-    /// Whether the build step may reach the network (simulate and `<run>` never may).
-    pub build_network: bool,
-    /// Variables every command of this environment gets, on top of the allow-list.
-    pub env: BTreeMap<String, String>,
-}
-
 // ---- raw layers -------------------------------------------------------------------------------
 
 #[derive(Debug, Default, Deserialize)]
@@ -190,20 +172,6 @@ struct WorkerLayer {
     max_line: Option<Size>,
     min_free_space: Option<Size>,
     allowed_repos: Option<Vec<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EnvLayer {
-    build: Option<Vec<String>>,
-    simulate: Option<Vec<String>>,
-    ready: Option<String>,
-    build_timeout: Option<Dur>,
-    boot_timeout: Option<Dur>,
-    max_parallel: Option<usize>,
-    console: Option<String>,
-    build_network: Option<bool>,
-    env: Option<BTreeMap<String, String>>,
 }
 
 fn parse_layer(origin: &str, text: &str) -> Result<Layer, ConfigError> {
@@ -448,79 +416,7 @@ impl Builder {
         };
         let mut environments = BTreeMap::new();
         for (name, e) in self.environments {
-            let key = |k: &str| format!("environments.{name}.{k}");
-            if crate::model::validate_id(&name).is_err() {
-                return Err(invalid(
-                    origin,
-                    format!(
-                        "environments.{name}: an environment name may contain only letters, digits, '.', '_' and '-'"
-                    ),
-                ));
-            }
-            let argv = |k: &str, v: Option<Vec<String>>| -> Result<Vec<String>, ConfigError> {
-                match v {
-                    Some(v) if !v.is_empty() && !v[0].is_empty() => Ok(v),
-                    _ => Err(invalid(
-                        origin,
-                        format!(
-                            "{}: must be a non-empty array of strings, e.g. [\"make\"]",
-                            key(k)
-                        ),
-                    )),
-                }
-            };
-            let ready = e.ready.unwrap_or_default();
-            if ready.is_empty() {
-                return Err(invalid(
-                    origin,
-                    format!("{}: must be a non-empty string", key("ready")),
-                ));
-            }
-            if e.max_parallel == Some(0) {
-                return Err(invalid(
-                    origin,
-                    format!(
-                        "{}: must be at least 1 (leave it out for no limit)",
-                        key("max_parallel")
-                    ),
-                ));
-            }
-            if let Some(ConsoleKind::Tcp(addr)) = e.console.as_deref().and_then(|c| c.parse().ok())
-                && e.max_parallel != Some(1)
-            {
-                return Err(invalid(
-                    origin,
-                    format!(
-                        "{}: a TCP console ({addr}) is one address for every board of this environment: set max_parallel = 1",
-                        key("console")
-                    ),
-                ));
-            }
-            let env = Environment {
-                name: name.clone(),
-                build: argv("build", e.build)?,
-                simulate: argv("simulate", e.simulate)?,
-                ready,
-                build_timeout: nonzero(
-                    origin,
-                    &key("build_timeout"),
-                    e.build_timeout.or(Some(Dur(DEFAULT_BUILD_TIMEOUT))),
-                )?,
-                boot_timeout: nonzero(
-                    origin,
-                    &key("boot_timeout"),
-                    e.boot_timeout.or(Some(Dur(DEFAULT_BOOT_TIMEOUT))),
-                )?,
-                max_parallel: e.max_parallel,
-                console: e
-                    .console
-                    .as_deref()
-                    .unwrap_or("stdio")
-                    .parse()
-                    .map_err(|m: String| invalid(origin, format!("{}: {m}", key("console"))))?,
-                build_network: e.build_network.unwrap_or(true),
-                env: child_env(origin, &key("env"), e.env.unwrap_or_default())?,
-            };
+            let env = e.finish(origin, &name)?;
             environments.insert(name, env);
         }
         let names: Vec<&str> = environments.keys().map(String::as_str).collect();
@@ -580,34 +476,6 @@ fn secret_file(origin: &str, path: &str) -> Result<String, ConfigError> {
         .map(|t| t.strip_suffix('\r').unwrap_or(t))
         .unwrap_or(&text)
         .to_owned())
-}
-
-/// An environment's `env` table: names a child process can be given.
-fn child_env(
-    origin: &str,
-    key: &str,
-    env: BTreeMap<String, String>,
-) -> Result<BTreeMap<String, String>, ConfigError> {
-    for (name, value) in &env {
-        let valid = !name.is_empty()
-            && !name.starts_with(|c: char| c.is_ascii_digit())
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
-            return Err(invalid(
-                origin,
-                format!(
-                    "{key}: {name:?}: a variable name is letters, digits and '_', not starting with a digit"
-                ),
-            ));
-        }
-        if value.contains('\0') {
-            return Err(invalid(
-                origin,
-                format!("{key}.{name}: a value must not contain a NUL character"),
-            ));
-        }
-    }
-    Ok(env)
 }
 
 #[cfg(test)]
