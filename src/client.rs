@@ -1,12 +1,37 @@
-//! The command-line client: `enqueue`, `status`, `logs -f`, `abort`, `delete`, `download`
-//! against a running server's REST and SSE API. Errors carry the server's own message.
+//! The command-line client: `enqueue`, `status`, `logs -f`, `abort`, `rerun`, `delete`,
+//! `download` against a running server's REST and SSE API. Errors carry the server's own
+//! message and say whether the server refused the request (4xx), failed (5xx) or could not be
+//! reached, so the command's exit code can tell them apart.
 
 use std::io::Write;
 use std::time::Duration;
 
-use anyhow::Context;
 use futures_util::StreamExt;
 use serde_json::Value;
+
+use crate::model::Status;
+
+/// Why a request came to nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No answer: the connection failed or broke off.
+    #[error("cannot reach the server at {server}: is it running? (--server): {source}")]
+    Unreachable {
+        server: String,
+        source: reqwest::Error,
+    },
+    /// The server refused the request (4xx): what to change is in the message.
+    #[error("{message} ({status})")]
+    Refused { status: u16, message: String },
+    /// The server failed (5xx), or its answer was not what the API sends.
+    #[error("{message} ({status})")]
+    Server { status: u16, message: String },
+    /// Something on this side: the token, writing the output.
+    #[error("{0}")]
+    Local(String),
+    #[error("cannot write the output: {0}")]
+    Output(#[from] std::io::Error),
+}
 
 pub struct Client {
     base: String,
@@ -60,23 +85,28 @@ impl SseParser {
 }
 
 /// The server's own message from an error response, with the status code.
-async fn api_error(resp: reqwest::Response) -> anyhow::Error {
+async fn api_error(resp: reqwest::Response) -> ClientError {
     let status = resp.status().as_u16();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
     let message = body["error"]["message"]
         .as_str()
-        .unwrap_or("request failed");
-    anyhow::anyhow!("{message} ({status})")
+        .unwrap_or("request failed")
+        .to_owned();
+    if (400..500).contains(&status) {
+        ClientError::Refused { status, message }
+    } else {
+        ClientError::Server { status, message }
+    }
 }
 
 impl Client {
     /// A client of `server`; with `token`, every request carries `Authorization: Bearer`.
-    pub fn new(server: &str, token: Option<&str>) -> anyhow::Result<Client> {
+    pub fn new(server: &str, token: Option<&str>) -> Result<Client, ClientError> {
         let mut builder = crate::http_client();
         if let Some(token) = token {
             let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
                 .map_err(|_| {
-                    anyhow::anyhow!("the token has characters a header cannot carry: paste it as `testarena token new` printed it")
+                    ClientError::Local("the token has characters a header cannot carry: paste it as `testarena token new` printed it".to_owned())
                 })?;
             // Kept out of debug output.
             value.set_sensitive(true);
@@ -86,28 +116,43 @@ impl Client {
         }
         Ok(Client {
             base: server.trim_end_matches('/').to_owned(),
-            http: builder.build().context("cannot build the HTTP client")?,
+            http: builder
+                .build()
+                .map_err(|e| ClientError::Local(format!("cannot build the HTTP client: {e}")))?,
         })
     }
 
-    async fn json(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-        let resp = req.send().await.with_context(|| {
-            format!(
-                "cannot reach the server at {}: is it running? (--server)",
-                self.base
-            )
-        })?;
+    fn unreachable(&self, source: reqwest::Error) -> ClientError {
+        ClientError::Unreachable {
+            server: self.base.clone(),
+            source,
+        }
+    }
+
+    /// Sends `req`; a success status, else the server's error.
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
+        if resp.status().is_success() {
+            Ok(resp)
+        } else {
+            Err(api_error(resp).await)
+        }
+    }
+
+    async fn json(&self, req: reqwest::RequestBuilder) -> Result<Value, ClientError> {
+        let resp = self.send(req).await?;
         let status = resp.status();
         if status == reqwest::StatusCode::NO_CONTENT {
             return Ok(Value::Null);
         }
-        if !status.is_success() {
-            return Err(api_error(resp).await);
-        }
-        Ok(resp.json().await.unwrap_or(Value::Null))
+        let body = resp.bytes().await.map_err(|e| self.unreachable(e))?;
+        serde_json::from_slice(&body).map_err(|e| ClientError::Server {
+            status: status.as_u16(),
+            message: format!("the answer is not the API's JSON: {e}"),
+        })
     }
 
-    pub async fn enqueue(&self, body: &Value) -> anyhow::Result<Value> {
+    pub async fn enqueue(&self, body: &Value) -> Result<Value, ClientError> {
         self.json(
             self.http
                 .post(format!("{}/api/queues", self.base))
@@ -116,12 +161,12 @@ impl Client {
         .await
     }
 
-    pub async fn get(&self, id: &str) -> anyhow::Result<Value> {
+    pub async fn get(&self, id: &str) -> Result<Value, ClientError> {
         self.json(self.http.get(format!("{}/api/queues/{id}", self.base)))
             .await
     }
 
-    pub async fn list(&self, status: Option<&str>, limit: usize) -> anyhow::Result<Value> {
+    pub async fn list(&self, status: Option<&str>, limit: usize) -> Result<Value, ClientError> {
         let mut url = format!("{}/api/queues?limit={limit}", self.base);
         if let Some(s) = status {
             url.push_str(&format!("&status={s}"));
@@ -129,7 +174,7 @@ impl Client {
         self.json(self.http.get(url)).await
     }
 
-    pub async fn abort(&self, id: &str) -> anyhow::Result<Value> {
+    pub async fn abort(&self, id: &str) -> Result<Value, ClientError> {
         self.json(
             self.http
                 .post(format!("{}/api/queues/{id}/abort", self.base)),
@@ -138,7 +183,7 @@ impl Client {
     }
 
     /// Re-runs finished queue `id` (only its tasks that did not pass with `failed`).
-    pub async fn rerun(&self, id: &str, failed: bool) -> anyhow::Result<Value> {
+    pub async fn rerun(&self, id: &str, failed: bool) -> Result<Value, ClientError> {
         let only = if failed { "failed" } else { "all" };
         self.json(
             self.http
@@ -148,7 +193,7 @@ impl Client {
         .await
     }
 
-    pub async fn delete(&self, id: &str) -> anyhow::Result<()> {
+    pub async fn delete(&self, id: &str) -> Result<(), ClientError> {
         self.json(self.http.delete(format!("{}/api/queues/{id}", self.base)))
             .await
             .map(|_| ())
@@ -157,24 +202,19 @@ impl Client {
     /// Saves the archive of queue `id` (its log and reports, `.tar.gz`) as `path`, chunk by
     /// chunk: into a temporary file beside it, renamed to `path` once complete, so `path` is
     /// never half-written. Returns the number of bytes written.
-    pub async fn download(&self, id: &str, path: &std::path::Path) -> anyhow::Result<u64> {
+    pub async fn download(&self, id: &str, path: &std::path::Path) -> Result<u64, ClientError> {
         let resp = self
-            .http
-            .get(format!("{}/api/queues/{id}/archive", self.base))
-            .send()
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot reach the server at {}: is it running? (--server)",
-                    self.base
-                )
-            })?;
-        if !resp.status().is_success() {
-            return Err(api_error(resp).await);
-        }
-        let name = path
-            .file_name()
-            .with_context(|| format!("{} names no file: give a file name", path.display()))?;
+            .send(
+                self.http
+                    .get(format!("{}/api/queues/{id}/archive", self.base)),
+            )
+            .await?;
+        let name = path.file_name().ok_or_else(|| {
+            ClientError::Local(format!(
+                "{} names no file: give a file name",
+                path.display()
+            ))
+        })?;
         let mut temp_name = std::ffi::OsString::from(".");
         temp_name.push(name);
         temp_name.push(format!(".{}.part", std::process::id()));
@@ -183,7 +223,7 @@ impl Client {
         let renamed = match written {
             Ok(n) => tokio::fs::rename(&temp, path)
                 .await
-                .with_context(|| format!("cannot write {}", path.display()))
+                .map_err(|e| ClientError::Local(format!("cannot write {}: {e}", path.display())))
                 .map(|()| n),
             Err(e) => Err(e),
         };
@@ -194,43 +234,36 @@ impl Client {
     }
 
     /// Prints the log; with `follow`, stays on the live stream until the queue ends, resuming
-    /// after a dropped connection from the last offset. Returns the final status when followed.
+    /// after a dropped connection from the last offset. Returns the final status when followed
+    /// (`None` without `follow`).
     pub async fn logs(
         &self,
         id: &str,
         follow: bool,
         out: &mut impl Write,
-    ) -> anyhow::Result<Option<String>> {
+    ) -> Result<Option<Status>, ClientError> {
         if !follow {
             let resp = self
-                .http
-                .get(format!("{}/api/queues/{id}/log", self.base))
-                .send()
-                .await
-                .with_context(|| format!("cannot reach the server at {}", self.base))?;
-            if !resp.status().is_success() {
-                return Err(api_error(resp).await);
-            }
-            out.write_all(&resp.bytes().await?)?;
+                .send(self.http.get(format!("{}/api/queues/{id}/log", self.base)))
+                .await?;
+            let body = resp.bytes().await.map_err(|e| self.unreachable(e))?;
+            out.write_all(&body)?;
             return Ok(None);
         }
         let mut offset = "0".to_owned();
         let mut failures = 0;
         loop {
             let url = format!("{}/api/queues/{id}/log/stream?from={offset}", self.base);
-            let resp = match self.http.get(&url).send().await {
+            let resp = match self.send(self.http.get(&url)).await {
                 Ok(r) => r,
-                Err(e) if failures < 30 => {
+                Err(ClientError::Unreachable { source, .. }) if failures < 30 => {
                     failures += 1;
-                    eprintln!("connection lost ({e}); reconnecting");
+                    eprintln!("connection lost ({source}); reconnecting");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
-                Err(e) => return Err(e).context("the server stays unreachable"),
+                Err(e) => return Err(e),
             };
-            if !resp.status().is_success() {
-                return Err(api_error(resp).await);
-            }
             failures = 0;
             let mut parser = SseParser::default();
             let mut stream = resp.bytes_stream();
@@ -239,9 +272,13 @@ impl Client {
                 for event in parser.push(&chunk) {
                     match event.event.as_str() {
                         "end" => {
-                            let end: Option<crate::wire::LogEnd> =
-                                serde_json::from_str(&event.data.join("\n")).ok();
-                            return Ok(end.map(|e| e.status.to_string()));
+                            let data = event.data.join("\n");
+                            let end: crate::wire::LogEnd =
+                                serde_json::from_str(&data).map_err(|e| ClientError::Server {
+                                    status: 200,
+                                    message: format!("the log stream's end event {data:?}: {e}"),
+                                })?;
+                            return Ok(Some(end.status));
                         }
                         _ => {
                             for line in &event.data {
@@ -261,25 +298,27 @@ impl Client {
 }
 
 /// Writes the body of `resp` to a new file at `path`, synced to disk; its length.
-async fn save(resp: reqwest::Response, path: &std::path::Path) -> anyhow::Result<u64> {
+/// Writes the body to `path`: a local failure is `Local`, a body cut off is `Server` (the
+/// server's log says why).
+async fn save(resp: reqwest::Response, path: &std::path::Path) -> Result<u64, ClientError> {
     use tokio::io::AsyncWriteExt;
-    let mut file = tokio::fs::File::create(path)
-        .await
-        .with_context(|| format!("cannot create {}", path.display()))?;
+    let local =
+        |e: std::io::Error| ClientError::Local(format!("cannot write {}: {e}", path.display()));
+    let mut file = tokio::fs::File::create(path).await.map_err(local)?;
+    let status = resp.status().as_u16();
     let mut body = resp.bytes_stream();
     let mut len = 0;
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.context(
-            "the download was cut off (the server's log may say why); nothing was saved",
-        )?;
-        file.write_all(&chunk)
-            .await
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        let chunk = chunk.map_err(|e| ClientError::Server {
+            status,
+            message: format!(
+                "the download was cut off (the server's log may say why); nothing was saved: {e}"
+            ),
+        })?;
+        file.write_all(&chunk).await.map_err(local)?;
         len += chunk.len() as u64;
     }
-    file.sync_all()
-        .await
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.sync_all().await.map_err(local)?;
     Ok(len)
 }
 

@@ -1,7 +1,8 @@
 //! TestArena: runs firmware test queues (checkout, build, boot in QEMU, XML scenarios) and
 //! streams every line live.
 //!
-//! - `client`   the command-line client of a running server (enqueue, status, logs -f, …)
+//! - `cli`      the command line: its arguments, the client commands' output and exit codes
+//! - `client`   the HTTP client of a running server (enqueue, status, logs -f, …)
 //! - `auth`     tokens, scopes, anonymous access, the access decision and sign-in sessions
 //! - `config`   typed configuration: built-in defaults, TOML file, `TESTARENA_*` overrides
 //! - `layout`   every path under the data root
@@ -21,6 +22,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod exec;

@@ -11,8 +11,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::model::parse_duration;
-
 /// Lays the set fields of a layer over the accumulated ones (defined before the submodules,
 /// which use it too).
 macro_rules! take {
@@ -22,6 +20,8 @@ macro_rules! take {
 }
 
 mod auth;
+mod env;
+mod environment;
 mod gitea;
 mod live;
 mod repos;
@@ -29,6 +29,9 @@ mod retention;
 mod values;
 
 pub use auth::{AuthConfig, HostPattern};
+pub use env::{CONFIG_VARIABLES, OTHER_VARIABLES};
+use environment::EnvLayer;
+pub use environment::{DEFAULT_BOOT_TIMEOUT, DEFAULT_BUILD_TIMEOUT, Environment};
 pub use gitea::{GiteaConfig, Secret, StatusConfig};
 pub use live::LiveConfig;
 pub use repos::AllowedRepos;
@@ -123,22 +126,6 @@ pub struct SandboxConfig {
     pub program: PathBuf,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Environment {
-    pub name: String,
-    pub build: Vec<String>,
-    pub simulate: Vec<String>,
-    pub ready: String,
-    pub build_timeout: Duration,
-    pub boot_timeout: Duration,
-    pub max_parallel: Option<usize>,
-    pub console: ConsoleKind,
-    /// Whether the build step may reach the network (simulate and `<run>` never may).
-    pub build_network: bool,
-    /// Variables every command of this environment gets, on top of the allow-list.
-    pub env: BTreeMap<String, String>,
-}
-
 // ---- raw layers -------------------------------------------------------------------------------
 
 #[derive(Debug, Default, Deserialize)]
@@ -185,20 +172,6 @@ struct WorkerLayer {
     max_line: Option<Size>,
     min_free_space: Option<Size>,
     allowed_repos: Option<Vec<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EnvLayer {
-    build: Option<Vec<String>>,
-    simulate: Option<Vec<String>>,
-    ready: Option<String>,
-    build_timeout: Option<Dur>,
-    boot_timeout: Option<Dur>,
-    max_parallel: Option<usize>,
-    console: Option<String>,
-    build_network: Option<bool>,
-    env: Option<BTreeMap<String, String>>,
 }
 
 fn parse_layer(origin: &str, text: &str) -> Result<Layer, ConfigError> {
@@ -252,6 +225,14 @@ impl Config {
             b.listen = Some(listen.clone());
         }
         let mut config = b.finish(&origin)?;
+        // Resolved once, against the directory the server starts in: git and the repository's
+        // commands run elsewhere (a relative root made every checkout fail).
+        config.root = std::path::absolute(&config.root).map_err(|e| {
+            invalid(
+                &origin,
+                format!("root: cannot resolve {}: {e}", config.root.display()),
+            )
+        })?;
         config.echo_logs = overrides.echo_logs;
         config
             .private_files
@@ -379,97 +360,6 @@ impl Builder {
         Ok(self)
     }
 
-    fn apply_env(
-        mut self,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Builder, ConfigError> {
-        for (key, value) in env {
-            let origin = format!("environment variable {key}");
-            let dur = |v: &str| parse_duration(v).map(Dur).map_err(|m| invalid(&origin, m));
-            let num = |v: &str| {
-                v.trim().parse::<u64>().map_err(|_| {
-                    invalid(&origin, format!("invalid number {v:?}: use a whole number"))
-                })
-            };
-            match key.as_str() {
-                "TESTARENA_LISTEN" => self.listen = Some(value),
-                "TESTARENA_ROOT" => self.root = Some(PathBuf::from(value)),
-                "TESTARENA_API_MAX_BODY" => {
-                    self.api.max_body =
-                        Some(Size(parse_size(&value).map_err(|m| invalid(&origin, m))?))
-                }
-                "TESTARENA_API_HOSTS" => {
-                    let list = value.split(',').map(|e| e.trim().to_owned());
-                    self.api.hosts = Some(list.filter(|e| !e.is_empty()).collect())
-                }
-                "TESTARENA_API_PUBLIC_URL" => self.api.public_url = Some(value),
-                "TESTARENA_API_MAX_SSE_CLIENTS" => {
-                    self.api.max_sse_clients = Some(num(&value)? as usize)
-                }
-                "TESTARENA_API_MAX_SSE_PER_QUEUE" => {
-                    self.api.max_sse_per_queue = Some(num(&value)? as usize)
-                }
-                "TESTARENA_API_SSE_SEND_TIMEOUT" => self.api.sse_send_timeout = Some(dur(&value)?),
-                "TESTARENA_AUTH_ANONYMOUS" => {
-                    let anonymous = value.trim().parse();
-                    self.auth.anonymous = Some(anonymous.map_err(|m| invalid(&origin, m))?)
-                }
-                "TESTARENA_AUTH_SESSION_TTL" => self.auth.session_ttl = Some(dur(&value)?),
-                "TESTARENA_WORKER_SLOTS" => self.worker.slots = Some(num(&value)? as usize),
-                "TESTARENA_WORKER_QUEUE_TIMEOUT" => self.worker.queue_timeout = Some(dur(&value)?),
-                "TESTARENA_WORKER_CHECKOUT_TIMEOUT" => {
-                    self.worker.checkout_timeout = Some(dur(&value)?)
-                }
-                "TESTARENA_WORKER_KILL_GRACE" => self.worker.kill_grace = Some(dur(&value)?),
-                "TESTARENA_WORKER_SILENCE_TIMEOUT" => {
-                    self.worker.silence_timeout = Some(dur(&value)?)
-                }
-                "TESTARENA_WORKER_MAX_ATTEMPTS" => {
-                    self.worker.max_attempts = Some(num(&value)? as u32)
-                }
-                "TESTARENA_WORKER_MIN_FREE_SPACE" => {
-                    self.worker.min_free_space =
-                        Some(Size(parse_size(&value).map_err(|m| invalid(&origin, m))?))
-                }
-                "TESTARENA_WORKER_ALLOWED_REPOS" => {
-                    let list = value.split(',').map(|e| e.trim().to_owned());
-                    self.worker.allowed_repos = Some(list.filter(|e| !e.is_empty()).collect())
-                }
-                "TESTARENA_SANDBOX_MODE" => self.sandbox.mode = Some(value),
-                "TESTARENA_GITEA_SECRET" => self.gitea.secret = Some(value),
-                "TESTARENA_GITEA_SECRET_FILE" => {
-                    self.gitea.secret = Some(secret_file(&origin, &value)?)
-                }
-                "TESTARENA_GITEA_TOKEN_FILE" => {
-                    self.gitea.token = Some(secret_file(&origin, &value)?)
-                }
-                "TESTARENA_GITEA_ENVIRONMENT" => {
-                    self.gitea.environments = None;
-                    self.gitea.environment = Some(value);
-                }
-                "TESTARENA_GITEA_ENVIRONMENTS" => {
-                    self.gitea.environment = None;
-                    self.gitea.environments = Some(
-                        value
-                            .split(',')
-                            .map(|e| e.trim().to_owned())
-                            .filter(|e| !e.is_empty())
-                            .collect(),
-                    );
-                }
-                "TESTARENA_GITEA_URL" => self.gitea.url = Some(value),
-                "TESTARENA_GITEA_TOKEN" => self.gitea.token = Some(value),
-                "TESTARENA_GITEA_DASHBOARD_URL" => self.gitea.dashboard_url = Some(value),
-                // `serve --log-format`'s: the log is set up before the configuration is read.
-                "TESTARENA_LOG_FORMAT" => {}
-                other => {
-                    self.retention.apply_env(&origin, other, &value)?;
-                }
-            }
-        }
-        Ok(self)
-    }
-
     fn finish(self, origin: &str) -> Result<Config, ConfigError> {
         let listen_text = self.listen.unwrap_or_default();
         let listen: SocketAddr = listen_text.parse().map_err(|_| {
@@ -526,71 +416,7 @@ impl Builder {
         };
         let mut environments = BTreeMap::new();
         for (name, e) in self.environments {
-            let key = |k: &str| format!("environments.{name}.{k}");
-            if crate::model::validate_id(&name).is_err() {
-                return Err(invalid(
-                    origin,
-                    format!(
-                        "environments.{name}: an environment name may contain only letters, digits, '.', '_' and '-'"
-                    ),
-                ));
-            }
-            let argv = |k: &str, v: Option<Vec<String>>| -> Result<Vec<String>, ConfigError> {
-                match v {
-                    Some(v) if !v.is_empty() && !v[0].is_empty() => Ok(v),
-                    _ => Err(invalid(
-                        origin,
-                        format!(
-                            "{}: must be a non-empty array of strings, e.g. [\"make\"]",
-                            key(k)
-                        ),
-                    )),
-                }
-            };
-            let ready = e.ready.unwrap_or_default();
-            if ready.is_empty() {
-                return Err(invalid(
-                    origin,
-                    format!("{}: must be a non-empty string", key("ready")),
-                ));
-            }
-            if e.max_parallel == Some(0) {
-                return Err(invalid(
-                    origin,
-                    format!(
-                        "{}: must be at least 1 (leave it out for no limit)",
-                        key("max_parallel")
-                    ),
-                ));
-            }
-            if let Some(ConsoleKind::Tcp(addr)) = e.console.as_deref().and_then(|c| c.parse().ok())
-                && e.max_parallel != Some(1)
-            {
-                return Err(invalid(
-                    origin,
-                    format!(
-                        "{}: a TCP console ({addr}) is one address for every board of this environment: set max_parallel = 1",
-                        key("console")
-                    ),
-                ));
-            }
-            let env = Environment {
-                name: name.clone(),
-                build: argv("build", e.build)?,
-                simulate: argv("simulate", e.simulate)?,
-                ready,
-                build_timeout: nonzero(origin, &key("build_timeout"), e.build_timeout)?,
-                boot_timeout: nonzero(origin, &key("boot_timeout"), e.boot_timeout)?,
-                max_parallel: e.max_parallel,
-                console: e
-                    .console
-                    .as_deref()
-                    .unwrap_or("stdio")
-                    .parse()
-                    .map_err(|m: String| invalid(origin, format!("{}: {m}", key("console"))))?,
-                build_network: e.build_network.unwrap_or(true),
-                env: child_env(origin, &key("env"), e.env.unwrap_or_default())?,
-            };
+            let env = e.finish(origin, &name)?;
             environments.insert(name, env);
         }
         let names: Vec<&str> = environments.keys().map(String::as_str).collect();
@@ -650,34 +476,6 @@ fn secret_file(origin: &str, path: &str) -> Result<String, ConfigError> {
         .map(|t| t.strip_suffix('\r').unwrap_or(t))
         .unwrap_or(&text)
         .to_owned())
-}
-
-/// An environment's `env` table: names a child process can be given.
-fn child_env(
-    origin: &str,
-    key: &str,
-    env: BTreeMap<String, String>,
-) -> Result<BTreeMap<String, String>, ConfigError> {
-    for (name, value) in &env {
-        let valid = !name.is_empty()
-            && !name.starts_with(|c: char| c.is_ascii_digit())
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
-            return Err(invalid(
-                origin,
-                format!(
-                    "{key}: {name:?}: a variable name is letters, digits and '_', not starting with a digit"
-                ),
-            ));
-        }
-        if value.contains('\0') {
-            return Err(invalid(
-                origin,
-                format!("{key}.{name}: a value must not contain a NUL character"),
-            ));
-        }
-    }
-    Ok(env)
 }
 
 #[cfg(test)]

@@ -109,6 +109,71 @@ fn environment_overrides_and_flags() {
 }
 
 #[test]
+fn an_environment_without_timeouts_gets_the_defaults() {
+    let c = Config::from_toml(
+        "t.toml",
+        "[environments.bare]\nbuild = [\"make\"]\nsimulate = [\"sim\"]\nready = \"up\"\n",
+    )
+    .unwrap();
+    let bare = c.environment("bare").unwrap();
+    assert_eq!(bare.build_timeout, Duration::from_secs(30 * 60));
+    assert_eq!(bare.boot_timeout, Duration::from_secs(60));
+    // Written as zero, it is still refused.
+    let e = err("[environments.esp32]\nboot_timeout = \"0s\"");
+    assert!(
+        e.contains("environments.esp32.boot_timeout: must be a duration above zero"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_unknown_testarena_variable_is_refused_by_name() {
+    let load = |name: &str| {
+        let env = [(name.to_owned(), "1".to_owned())];
+        Config::load(&Overrides::default(), env)
+    };
+    let e = load("TESTARENA_WORKER_SLOTZ").unwrap_err().to_string();
+    assert!(
+        e.starts_with("environment variable TESTARENA_WORKER_SLOTZ: unknown variable"),
+        "{e}"
+    );
+    assert!(
+        e.contains("TESTARENA_WORKER_SLOTS") && e.contains("TESTARENA_SERVER"),
+        "says which exist: {e}"
+    );
+    for name in OTHER_VARIABLES {
+        assert!(load(name).is_ok(), "{name} is not configuration, but known");
+    }
+    assert!(load("NOT_TESTARENA_X").is_ok(), "not ours");
+}
+
+#[test]
+fn every_configuration_variable_is_read() {
+    // A variable the list names but `apply_env` does not read would be refused as unknown
+    // with a bad value accepted, or the other way round: each one must reach its key.
+    for name in CONFIG_VARIABLES {
+        let env = [(name.to_string(), "not a valid value\u{0}".to_owned())];
+        let result = Config::load(&Overrides::default(), env);
+        if let Err(e) = result {
+            assert!(!e.to_string().contains("unknown variable"), "{name}: {e}");
+        }
+    }
+}
+
+#[test]
+fn a_relative_root_is_resolved_against_the_current_directory() {
+    let o = Overrides {
+        root: Some(PathBuf::from("rel/data")),
+        ..Overrides::default()
+    };
+    let c = Config::load(&o, []).unwrap();
+    assert_eq!(c.root, std::env::current_dir().unwrap().join("rel/data"));
+    let env = [("TESTARENA_ROOT".to_owned(), "./data".to_owned())];
+    let c = Config::load(&Overrides::default(), env).unwrap();
+    assert!(c.root.is_absolute(), "{}", c.root.display());
+}
+
+#[test]
 fn gitea_section_defaults_overrides_and_errors() {
     let d = Config::defaults().gitea;
     assert_eq!(d.secret, None, "webhooks are off until a secret is set");

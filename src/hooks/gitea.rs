@@ -1,5 +1,11 @@
 //! Gitea deliveries: `push` and `pull_request` become queues; everything else is answered with
 //! the reason it was not queued (Gitea shows the answer in the webhook's delivery history).
+//!
+//! A push whose head commit's message carries a skip marker (`[skip ci]`, `[ci skip]`, `[no ci]`,
+//! `[skip actions]`, `[actions skip]`, in any case: the markers Gitea Actions accepts) is not
+//! queued. A `pull_request` payload carries no commit message, so there the marker is looked
+//! for in the pull request's title, as Woodpecker does; the head commit's own message is not
+//! seen (its push to the branch is, if the branch is tested).
 
 use serde::Deserialize;
 
@@ -45,6 +51,18 @@ struct Push {
     git_ref: String,
     after: String,
     repository: Repository,
+    /// Absent or `null` for a deleted ref.
+    head_commit: Option<Commit>,
+    #[serde(default)]
+    commits: Vec<Commit>,
+}
+
+#[derive(Deserialize)]
+struct Commit {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    message: String,
 }
 
 #[derive(Deserialize)]
@@ -58,6 +76,8 @@ struct PullRequestEvent {
 #[derive(Deserialize)]
 struct PullRequest {
     head: Head,
+    #[serde(default)]
+    title: String,
 }
 
 #[derive(Deserialize)]
@@ -107,6 +127,27 @@ fn parse<'a, T: Deserialize<'a>>(event: &str, body: &'a [u8]) -> Result<T, Malfo
         .map_err(|e| Malformed(format!("the body is not a Gitea {event} payload: {e}")))
 }
 
+/// The markers that keep a commit from being queued, lowercase (Gitea Actions' list; Woodpecker
+/// knows the first two).
+pub const SKIP_MARKERS: [&str; 5] = [
+    "[skip ci]",
+    "[ci skip]",
+    "[no ci]",
+    "[skip actions]",
+    "[actions skip]",
+];
+
+/// The first skip marker in `text`, as it is written there (any case).
+pub fn skip_marker(text: &str) -> Option<&str> {
+    // ASCII lowercasing keeps every byte offset, so a match indexes `text` itself.
+    let lower = text.to_ascii_lowercase();
+    SKIP_MARKERS
+        .iter()
+        .filter_map(|m| lower.find(m).map(|at| (at, m.len())))
+        .min()
+        .map(|(at, len)| &text[at..at + len])
+}
+
 /// A commit id: hex, and not all zeros (Gitea's "no commit": a deleted ref).
 fn commit(sha: &str) -> Option<&str> {
     let hex = sha.len() >= 7 && sha.chars().all(|c| c.is_ascii_hexdigit());
@@ -140,6 +181,17 @@ fn push(p: Push, config: &GiteaConfig) -> Result<Decision, Malformed> {
             p.git_ref
         )));
     };
+    // The head commit, else the pushed commit that is the new head.
+    let head = p
+        .head_commit
+        .as_ref()
+        .or_else(|| p.commits.iter().find(|c| c.id == sha));
+    if let Some(marker) = head.and_then(|c| skip_marker(&c.message)) {
+        let short: String = sha.chars().take(12).collect();
+        return Ok(Decision::Ignore(format!(
+            "{why}: commit {short} says {marker} in its message: not queued"
+        )));
+    }
     Ok(Decision::Queue(Wanted {
         full_name: p.repository.full_name,
         line,
@@ -167,6 +219,12 @@ fn pull_request(p: PullRequestEvent) -> Result<Decision, Malformed> {
             p.number, p.pull_request.head.sha
         )));
     };
+    if let Some(marker) = skip_marker(&p.pull_request.title) {
+        return Ok(Decision::Ignore(format!(
+            "pull request #{}: its title says {marker}: not queued",
+            p.number
+        )));
+    }
     // The head commit is fetched from the base repository (its mirror holds refs/pull/*), so
     // pull requests from forks work too.
     Ok(Decision::Queue(Wanted {
@@ -310,6 +368,68 @@ mod tests {
             let e = from_this_gitea(bad, &cfg).unwrap_err();
             assert!(e.contains("[gitea] url (https://gitea.example.org)"), "{e}");
         }
+    }
+
+    #[test]
+    fn skip_markers_in_any_case() {
+        for (text, marker) in [
+            ("docs: typo [skip ci]", Some("[skip ci]")),
+            ("[CI SKIP] bump", Some("[CI SKIP]")),
+            ("readme\n\n[No Ci]\n", Some("[No Ci]")),
+            ("[skip actions]", Some("[skip actions]")),
+            ("x [actions skip] y [skip ci]", Some("[actions skip]")),
+            ("Größe [skip ci]", Some("[skip ci]")),
+            ("skip ci", None),
+            ("[skip-ci]", None),
+            ("[skip  ci]", None),
+            ("", None),
+        ] {
+            assert_eq!(skip_marker(text), marker, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_push_whose_head_commit_says_skip_ci_is_ignored() {
+        let skip = with(PUSH, |v| {
+            v["head_commit"]["message"] = json!("docs: typo\n\n[Skip CI]\n")
+        });
+        let why = ignored(decide("push", &skip, &config("")).unwrap());
+        assert_eq!(
+            why,
+            "push to main: commit 3f2a9c1b7d0e says [Skip CI] in its message: not queued"
+        );
+        // Without `head_commit`, the pushed commit that is the new head.
+        let listed = with(PUSH, |v| {
+            v.as_object_mut().unwrap().remove("head_commit");
+            v["commits"][0]["message"] = json!("[ci skip] bump");
+        });
+        let why = ignored(decide("push", &listed, &config("")).unwrap());
+        assert!(why.contains("[ci skip]"), "{why}");
+        // An earlier commit of the push that says it does not skip the head.
+        let earlier = with(PUSH, |v| {
+            let mut old = v["commits"][0].clone();
+            old["id"] = json!("9e1b4c2d5f6a7b8c9d0e1f2a3b4c5d6e7f809112");
+            old["message"] = json!("wip [skip ci]");
+            v["commits"].as_array_mut().unwrap().insert(0, old);
+        });
+        assert!(matches!(
+            decide("push", &earlier, &config("")).unwrap(),
+            Decision::Queue(_)
+        ));
+        let null = with(PUSH, |v| v["head_commit"] = Value::Null);
+        assert!(matches!(
+            decide("push", &null, &config("")).unwrap(),
+            Decision::Queue(_)
+        ));
+    }
+
+    #[test]
+    fn a_pull_request_whose_title_says_skip_ci_is_ignored() {
+        let skip = with(PULL, |v| {
+            v["pull_request"]["title"] = json!("Faster boot [NO CI]")
+        });
+        let why = ignored(decide("pull_request", &skip, &config("")).unwrap());
+        assert_eq!(why, "pull request #4: its title says [NO CI]: not queued");
     }
 
     #[test]

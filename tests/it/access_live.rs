@@ -372,6 +372,7 @@ async fn the_cli_sends_its_token_from_the_environment_or_a_file() {
             "esp32",
             "--id",
             id,
+            "--json",
         ]);
         cmd
     };
@@ -379,7 +380,7 @@ async fn the_cli_sends_its_token_from_the_environment_or_a_file() {
     // No token: refused, and the message says what to do.
     let out = run(enqueue("no-token"));
     let err = text(&out.stderr);
-    assert!(!out.status.success(), "{}", text(&out.stdout));
+    assert_eq!(out.status.code(), Some(2), "refused: {}", text(&out.stdout));
     assert!(
         err.contains("token") && err.contains("TESTARENA_TOKEN") && err.contains("401"),
         "{err}"
@@ -401,7 +402,7 @@ async fn the_cli_sends_its_token_from_the_environment_or_a_file() {
     let out = run(cmd);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let mut cmd = testarena();
-    cmd.args(["abort", "from-file", "--server", &url])
+    cmd.args(["abort", "from-file", "--server", &url, "--json"])
         .env("TESTARENA_TOKEN_FILE", &file);
     let out = run(cmd);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -25,7 +25,7 @@ impl Drop for Binary {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -38,7 +38,12 @@ fn start(root: &Path, config_file: Option<&Path>) -> Binary {
     start_with(root, config_file, &[], Stdio::null())
 }
 
-fn start_with(root: &Path, config_file: Option<&Path>, extra: &[&str], stdout: Stdio) -> Binary {
+pub(crate) fn start_with(
+    root: &Path,
+    config_file: Option<&Path>,
+    extra: &[&str],
+    stdout: Stdio,
+) -> Binary {
     start_with_env(root, config_file, extra, stdout, &[])
 }
 
@@ -50,8 +55,23 @@ pub(crate) fn start_with_env(
     stdout: Stdio,
     env: &[(&str, &str)],
 ) -> Binary {
+    start_in(None, root, config_file, extra, stdout, env)
+}
+
+/// Like `start_with_env`, in directory `cwd` when given (`root` may then be relative to it).
+pub(crate) fn start_in(
+    cwd: Option<&Path>,
+    root: &Path,
+    config_file: Option<&Path>,
+    extra: &[&str],
+    stdout: Stdio,
+    env: &[(&str, &str)],
+) -> Binary {
     let addr = format!("127.0.0.1:{}", free_port());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_testarena"));
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
     cmd.arg("serve")
         .args(extra)
         .arg("--root")
@@ -231,7 +251,7 @@ async fn every_acknowledged_enqueue_survives_kill_9() {
     }
 }
 
-fn write_config(dir: &Path, build: &str) -> PathBuf {
+pub(crate) fn write_config(dir: &Path, build: &str) -> PathBuf {
     let path = dir.join("config.toml");
     // The builds keep a marker outside the checkout across attempts: no sandbox.
     let toml = config(build, "", "max_attempts = 2") + UNCONFINED;
@@ -330,7 +350,7 @@ async fn sigterm_mid_run_stops_children_and_requeues_for_the_next_start() {
     assert_eq!(q["attempt"], 1, "a shutdown is not a failed attempt: {q:#}");
 }
 
-fn client(server: &Binary, args: &[&str]) -> std::process::Output {
+pub(crate) fn client(server: &Binary, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_testarena"))
         .args(args)
         .args(["--server", &format!("http://{}", server.addr)])
@@ -363,7 +383,7 @@ fn client_commands_enqueue_follow_status_logs_abort_delete() {
         "{text}"
     );
 
-    let out = client(&server, &["status", "c1"]);
+    let out = client(&server, &["status", "c1", "--json"]);
     let q: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(q["status"], "passed");
     let out = client(&server, &["logs", "c1"]);

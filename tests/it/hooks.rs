@@ -164,6 +164,20 @@ async fn deliveries_that_queue_nothing_say_why() {
     );
 }
 
+#[tokio::test]
+async fn a_push_whose_head_commit_says_skip_ci_is_answered_ignored() {
+    let (state, _dir) = test_state(SETTINGS);
+    let mut push = fixture(PUSH);
+    push["head_commit"]["message"] = json!("docs: fix a typo [ci skip]\n");
+    let (s, body) = call(&state, delivery("push", &push, "d-skip")).await;
+    assert_eq!(s, StatusCode::OK, "{body:#}");
+    let why = body["ignored"].as_str().unwrap_or_default();
+    assert!(why.contains("[ci skip]"), "{body:#}");
+    assert_eq!(body["delivery"], "d-skip");
+    let page = state.store.list(None, 10, None).await.unwrap();
+    assert!(page.items.is_empty(), "nothing queued");
+}
+
 fn assert_error(body: &Value, code: &str, mentions: &str) {
     assert_eq!(body["error"]["code"], code, "{body:#}");
     let message = body["error"]["message"].as_str().unwrap_or_default();

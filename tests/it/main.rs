@@ -6,6 +6,8 @@ mod api_examples;
 mod api_queues;
 mod archive_badge;
 mod cli;
+mod cli_exit;
+mod config_cli;
 mod console_socket;
 mod dashboard;
 mod deliveries;

@@ -138,6 +138,8 @@ async fn by_age_old_queues_and_unused_mirrors_go_but_never_what_waits_or_runs() 
     let run = |id: &str| json!({"id": id, "repo": repo.display().to_string(), "branch": "main", "environment": "sim"});
     enqueue(&app, run("run")).await;
     app.wait_status("run", "running", LIMIT).await;
+    // Its checkout made the mirror.
+    crate::worker::wait_log_line(&app, "run", "checked out").await;
     // The slot is taken: these wait; two of them end at once.
     enqueue(&app, run("next")).await;
     for id in ["a1", "a2"] {
