@@ -34,7 +34,9 @@ async fn finished_run() -> (TestApp, String, tempfile::TempDir) {
             ("scenarios/fail.xml", SCENARIO_FAIL),
         ],
     );
-    let app = crate::helpers::spawn_app_with(&config("echo built > built.txt", "", "")).await;
+    // The checkout is kept, to check that the archive leaves it out.
+    let keep = "[retention]\ncheckouts = \"keep\"\n";
+    let app = crate::helpers::spawn_app_with(&config("echo built > built.txt", "", keep)).await;
     let body = json!({"id": "fw-1", "repo": repo.display().to_string(), "branch": "main",
         "environment": "sim"});
     let r = app.post_json("/api/queues", &body).await;
