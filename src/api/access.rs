@@ -12,19 +12,16 @@
 //!   whoever sends it. Bearer-token requests cannot come from another site's page (a browser
 //!   does not add that header across sites without CORS, which this server never grants).
 
-use axum::extract::{FromRequestParts, Request, State};
-use axum::http::request::Parts;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+pub use super::caller::{Caller, SESSION_COOKIE, Via};
 use super::error::ApiError;
-use crate::auth::{self, Denied, Identity, Scope};
+use crate::auth::{self, Denied, Scope};
 use crate::config::Config;
-
-/// The dashboard's session cookie.
-pub const SESSION_COOKIE: &str = "testarena_session";
 
 /// What a route needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,57 +41,6 @@ impl Access {
             Access::Public => None,
             Access::Api(s) | Access::Page(s) => Some(s),
         }
-    }
-}
-
-/// How the caller proved who they are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Via {
-    Nothing,
-    Bearer,
-    Cookie,
-}
-
-/// Who is calling, as [`identify`] found out.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub identity: Option<Identity>,
-    pub via: Via,
-    /// A bearer token was sent and is not valid: refused wherever a scope is needed.
-    pub bad_token: bool,
-    /// The session id of the cookie, when it is a valid session.
-    pub session: Option<String>,
-}
-
-impl Caller {
-    const NOBODY: Caller = Caller {
-        identity: None,
-        via: Via::Nothing,
-        bad_token: false,
-        session: None,
-    };
-
-    /// What this caller may do under `config`: the larger of its token's scope and anonymous
-    /// access; `None`: nothing that needs a scope.
-    pub fn scope(&self, config: &Config) -> Option<Scope> {
-        let token = if self.bad_token {
-            None
-        } else {
-            self.identity.as_ref().map(|i| i.scope)
-        };
-        token.max(config.auth.anonymous.scope())
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Caller {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Caller, Self::Rejection> {
-        Ok(parts
-            .extensions
-            .get::<Caller>()
-            .cloned()
-            .unwrap_or(Caller::NOBODY))
     }
 }
 

@@ -18,6 +18,7 @@
 pub mod access;
 pub mod archive;
 pub mod badge;
+pub mod caller;
 pub mod error;
 pub mod events;
 pub mod extract;

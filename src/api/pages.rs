@@ -21,11 +21,10 @@ use minijinja::{Value, context};
 use serde_json::json;
 
 use super::AppState;
-use super::access::Caller;
+use super::caller::{Caller, Viewer};
 use super::error::ApiError;
 use super::files::check_path;
 use super::queues::queue_record;
-use super::session::Viewer;
 use crate::config::Config;
 use crate::model::{Millis, Queue, QueueId, Status, now_millis};
 use crate::report::{Counts, Reports};

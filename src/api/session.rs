@@ -8,49 +8,18 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use minijinja::context;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::AppState;
-use super::access::{Caller, SESSION_COOKIE, Via};
+use super::caller::{Caller, SESSION_COOKIE, Via, Viewer};
 use super::error::ApiError;
 use super::json::ApiJson;
-use crate::auth::{Anonymous, Scope};
-use crate::config::Config;
 
 /// `POST /api/session`'s body.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignIn {
     token: String,
-}
-
-/// Who the caller is: `GET /api/session`, and the answer to a sign-in.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Viewer {
-    /// The token's name when signed in (or calling with a token).
-    pub name: Option<String>,
-    /// What the caller may do: the larger of the token's scope and anonymous access.
-    pub scope: Option<Scope>,
-    /// What anyone may do without a token.
-    pub anonymous: Anonymous,
-    /// Whether the caller may enqueue, abort and delete.
-    pub can_write: bool,
-}
-
-impl Viewer {
-    pub fn of(caller: &Caller, config: &Config) -> Viewer {
-        let scope = caller.scope(config);
-        Viewer {
-            name: caller
-                .identity
-                .as_ref()
-                .filter(|_| !caller.bad_token)
-                .map(|i| i.name.clone()),
-            scope,
-            anonymous: config.auth.anonymous,
-            can_write: scope >= Some(Scope::Write),
-        }
-    }
 }
 
 /// `GET /api/session`.
