@@ -1,0 +1,179 @@
+//! What the memory benches share: the real `testarena` binary started on a free port with its
+//! own root (a separate process, so only the server is measured), its resident set from
+//! `/proc/PID/status`, and a sampler of its peak. Its stderr goes to a file in the temporary
+//! directory, or to `BENCH_SERVER_LOG` when set.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The real server binary, on a free port with its own root.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub root: PathBuf,
+    pub client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    pub async fn start(config: &str) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().join("root");
+        let config_file = dir.path().join("config.toml");
+        std::fs::write(&config_file, config).expect("config");
+        let addr = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+            probe.local_addr().expect("addr")
+        };
+        let log = std::fs::File::create(
+            std::env::var("BENCH_SERVER_LOG")
+                .map_or_else(|_| dir.path().join("server.log"), PathBuf::from),
+        )
+        .expect("server log");
+        let child = Command::new(env!("CARGO_BIN_EXE_testarena"))
+            .arg("serve")
+            .arg("--root")
+            .arg(&root)
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--config")
+            .arg(&config_file)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the testarena binary starts");
+        let server = Server {
+            child,
+            addr,
+            root,
+            client: testarena::http_client().build().expect("http client"),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let up = server.client.get(server.url("/healthz")).send().await;
+            if up.is_ok_and(|r| r.status().is_success()) {
+                return server;
+            }
+            assert!(Instant::now() < deadline, "the server did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn enqueue(&self, body: serde_json::Value) {
+        let r = self
+            .client
+            .post(self.url("/api/queues"))
+            .json(&body)
+            .send()
+            .await
+            .expect("enqueue");
+        assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    }
+
+    pub async fn metrics(&self) -> String {
+        let r = self.client.get(self.url("/metrics")).send().await;
+        r.expect("metrics").text().await.expect("metrics text")
+    }
+
+    pub fn rss(&self) -> u64 {
+        status_kib(self.child.id(), "VmRSS:") * 1024
+    }
+
+    /// The median of a few samples, after a moment for the allocator to give memory back.
+    pub async fn settled_rss(&self) -> u64 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut samples = Vec::new();
+        for _ in 0..5 {
+            samples.push(self.rss() as f64);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        median(samples) as u64
+    }
+
+    /// Samples RSS every 2 ms until `stop`; returns the highest.
+    pub fn sample_peak(&self) -> Sampler {
+        let pid = self.child.id();
+        let running = Arc::new(AtomicBool::new(true));
+        let peak = Arc::new(AtomicU64::new(0));
+        let task = {
+            let (running, peak) = (running.clone(), peak.clone());
+            tokio::spawn(async move {
+                while running.load(Ordering::Relaxed) {
+                    peak.fetch_max(status_kib(pid, "VmRSS:") * 1024, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+        };
+        Sampler {
+            running,
+            peak,
+            task,
+        }
+    }
+
+    pub async fn stop(mut self) {
+        // SAFETY: a signal to our own child.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let child = &mut self.child;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while child.try_wait().expect("wait").is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Never leave a server behind (a panic, or after `stop`, when it is already gone).
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Sampler {
+    running: Arc<AtomicBool>,
+    peak: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sampler {
+    pub async fn stop(self) -> u64 {
+        self.running.store(false, Ordering::Relaxed);
+        self.task.await.expect("sampler");
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+/// A `kB` field of `/proc/PID/status`.
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The middle value (the upper one of an even count).
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
