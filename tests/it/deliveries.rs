@@ -43,7 +43,7 @@ async fn a_newer_push_aborts_the_older_queue_of_its_branch_and_nothing_else() {
         dir.path(),
         &[
             ("scenarios/pass.xml", SCENARIO_PASS),
-            ("build.sh", &format!("echo hanging build; {MARKER}\n")),
+            ("build.sh", &format!("echo hanging build; exec {MARKER}\n")),
         ],
     );
     let first = git(&repo, &["rev-parse", "HEAD"]);
@@ -56,7 +56,15 @@ async fn a_newer_push_aborts_the_older_queue_of_its_branch_and_nothing_else() {
     let first_id = push_to(&app, &repo, "main", &first).await;
     app.wait_status(&first_id, "running", LIMIT).await;
     wait_log_line(&app, &first_id, "hanging build").await;
-    assert!(marker_running(), "the first build runs");
+    // The shell starts the marker right after its line: wait for the process to show.
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while !marker_running() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first build never ran {MARKER}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // Another branch, and a queue of the API on the same branch: neither is superseded.
     git(&repo, &["checkout", "-q", "-b", "dev"]);
