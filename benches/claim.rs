@@ -309,7 +309,3 @@ fn row(name: &str, values: &mut [Duration]) {
         ms(1.0)
     );
 }
-
-/// The same allocator as the `testarena` binary, so the server measured here is the one shipped.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

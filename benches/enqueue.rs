@@ -295,7 +295,7 @@ impl Conn {
             }
             Conn::Raw(s, buf) => {
                 let req = format!(
-                    "POST /api/queues HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    "POST /api/queues HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
                     body.len()
                 );
                 s.write_all(req.as_bytes()).await.expect("send");
@@ -562,7 +562,3 @@ impl Table {
         }
     }
 }
-
-/// The same allocator as the `testarena` binary, so the server measured here is the one shipped.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

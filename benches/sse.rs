@@ -289,7 +289,3 @@ fn raise_fd_limit(want: u64) {
         }
     }
 }
-
-/// The same allocator as the `testarena` binary, so the server measured here is the one shipped.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

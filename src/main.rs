@@ -113,8 +113,3 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
         }
     })
 }
-
-/// The store's writer thread allocates for every record it encodes; mimalloc measured faster
-/// than the system allocator for that pattern (benches/enqueue).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
