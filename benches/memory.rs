@@ -40,7 +40,14 @@ const FILL_TIME: Duration = Duration::from_secs(8);
 fn main() {
     let quick = std::env::var_os("MEMORY_BENCH_QUICK").is_some();
     let rounds = if quick { 1 } else { 3 };
-    raise_fd_limit(SSE_CLIENTS as u64 * 2 + 512);
+    // The server's own: the soft limit up to the hard one.
+    let want = SSE_CLIENTS as u64 * 2 + 512;
+    let nofile = testarena::serve::raise_fd_limit();
+    if nofile < want {
+        eprintln!(
+            "warning: {nofile} open files allowed, {want} wanted: raise the hard limit (ulimit -Hn)"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -402,18 +409,4 @@ fn git(dir: &Path, args: &[&str]) {
         .status()
         .expect("git runs");
     assert!(status.success(), "git {args:?}");
-}
-
-fn raise_fd_limit(want: u64) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain system calls on a local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < want {
-            limit.rlim_cur = want.min(limit.rlim_max);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
 }

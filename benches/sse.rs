@@ -22,7 +22,14 @@ const IDLE_CLIENTS: usize = 2000;
 fn main() {
     let quick = std::env::var_os("SSE_BENCH_QUICK").is_some();
     let (rounds, lines) = if quick { (1, 50_000) } else { (5, 400_000) };
-    raise_fd_limit(IDLE_CLIENTS as u64 * 2 + 256);
+    // The server's own: the soft limit up to the hard one.
+    let want = IDLE_CLIENTS as u64 * 2 + 256;
+    let nofile = testarena::serve::raise_fd_limit();
+    if nofile < want {
+        eprintln!(
+            "warning: {nofile} open files allowed, {want} wanted: raise the hard limit (ulimit -Hn)"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -274,18 +281,4 @@ fn rss_bytes() -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
-}
-
-fn raise_fd_limit(want: u64) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain system calls on a local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < want {
-            limit.rlim_cur = want.min(limit.rlim_max);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
 }

@@ -123,18 +123,7 @@ mod tests {
 
     /// `queue(id, seq)` as formats 1 and 2 stored it.
     fn old(id: &str, seq: u64) -> QueueV2 {
-        let q = queue(id, seq);
-        QueueV2 {
-            id: q.id,
-            status: q.status,
-            request: q.request,
-            seq: q.seq,
-            created_at: q.created_at,
-            started_at: q.started_at,
-            finished_at: q.finished_at,
-            attempt: q.attempt,
-            error: q.error,
-        }
+        queue(id, seq).into()
     }
 
     fn queue(id: &str, seq: u64) -> Queue {

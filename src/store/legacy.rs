@@ -41,3 +41,21 @@ impl From<QueueV2> for Queue {
         }
     }
 }
+
+/// A queue as format 2 wrote it (tests write old files with it).
+#[cfg(test)]
+impl From<Queue> for QueueV2 {
+    fn from(q: Queue) -> QueueV2 {
+        QueueV2 {
+            id: q.id,
+            status: q.status,
+            request: q.request,
+            seq: q.seq,
+            created_at: q.created_at,
+            started_at: q.started_at,
+            finished_at: q.finished_at,
+            attempt: q.attempt,
+            error: q.error,
+        }
+    }
+}
