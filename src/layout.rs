@@ -27,6 +27,7 @@ const QUEUE_REPORT: &str = "report.html";
 const QUEUE_JUNIT: &str = "junit.xml";
 const CHECKOUT: &str = "repo";
 const TASKS: &str = "tasks";
+const TASK_LOG: &str = "task.log";
 
 /// The data root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +107,11 @@ impl QueueDir {
     pub fn task(&self, task: &str) -> PathBuf {
         self.0.join(TASKS).join(task)
     }
+
+    /// Task `task`'s own log (every line of its board, also in the queue's log).
+    pub fn task_log(&self, task: &str) -> PathBuf {
+        self.task(task).join(TASK_LOG)
+    }
 }
 
 #[cfg(test)]
@@ -125,6 +131,10 @@ mod tests {
         assert_eq!(q.junit(), Path::new("/data/queues/q1/junit.xml"));
         assert_eq!(q.checkout(), Path::new("/data/queues/q1/repo"));
         assert_eq!(q.task("smoke"), Path::new("/data/queues/q1/tasks/smoke"));
+        assert_eq!(
+            q.task_log("smoke"),
+            Path::new("/data/queues/q1/tasks/smoke/task.log")
+        );
         assert!(!SERVED.contains(&CHECKOUT));
     }
 }

@@ -1,10 +1,11 @@
 //! A queue's log over HTTP: `GET /api/queues/{id}/log` (the file as text: whole, `?tail=N`, or
-//! byte ranges) and `GET /api/queues/{id}/log/stream` (server-sent events, resumable).
+//! byte ranges) and `GET /api/queues/{id}/log/stream` (server-sent events, resumable); a task's
+//! own log the same way under `/api/queues/{id}/tasks/{task}/log[/stream]`.
 //!
-//! The stream replays `queue.log` from the asked-for offset, then follows the live writer; every
-//! `log` event carries whole lines and its id is the byte offset after them. Once the queue is
-//! finished and everything is sent, an `end` event carries the outcome, so a finished queue
-//! streams the same way as a live one.
+//! The stream replays the log from the asked-for offset, then follows the live writer; every
+//! `log` event carries whole lines and its id is the byte offset after them. Once the queue (for
+//! a task's log: the task, or its queue) is finished and everything is sent, an `end` event
+//! carries the outcome, so a finished queue streams the same way as a live one.
 
 use std::collections::HashMap;
 use std::io;
@@ -24,8 +25,9 @@ use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
 use super::sse::{admit, frame, resume_point, sse_response};
 use super::validate::parse_id;
-use crate::logs::{FollowError, FollowItem, LogFollower};
-use crate::model::{QueueId, Status};
+use crate::logs::{FollowError, FollowItem, LogFollower, LogOf};
+use crate::model::{QueueId, Status, TaskId};
+use crate::store::QueueView;
 use crate::store::{Feed, Follower, Store};
 
 /// The most lines `?tail=` returns.
@@ -42,14 +44,95 @@ pub async fn text(
     ApiQuery(params): ApiQuery<HashMap<String, String>>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&raw)?;
-    let tail = tail_param(&params)?;
-    if state.store.get(&id).await?.is_none() {
-        return Err(ApiError::not_found(format!("queue {id}")));
+    let target = Target::queue(&raw)?;
+    serve_text(state, target, params, request).await
+}
+
+/// `GET /api/queues/{id}/tasks/{task}/log[?tail=N]`: a task's own log, as [`text`].
+pub async fn task_text(
+    State(state): State<AppState>,
+    ApiPath((raw, task)): ApiPath<(String, String)>,
+    ApiQuery(params): ApiQuery<HashMap<String, String>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let target = Target::task(&raw, &task)?;
+    serve_text(state, target, params, request).await
+}
+
+/// Whose log a request asks for: a queue's, or one of its tasks'.
+struct Target {
+    id: QueueId,
+    task: Option<TaskId>,
+}
+
+impl Target {
+    fn queue(raw: &str) -> Result<Target, ApiError> {
+        Ok(Target {
+            id: parse_id(raw)?,
+            task: None,
+        })
     }
+
+    fn task(raw: &str, task: &str) -> Result<Target, ApiError> {
+        let id = parse_id(raw)?;
+        let task = TaskId::parse(task).map_err(|e| {
+            ApiError::bad_request(
+                "invalid_id",
+                format!("task id {:?}: {e}", task.chars().take(100).collect::<String>()),
+                Some("task"),
+            )
+        })?;
+        Ok(Target {
+            id,
+            task: Some(task),
+        })
+    }
+
+    fn log(&self) -> LogOf<'_> {
+        match &self.task {
+            None => LogOf::Queue(&self.id),
+            Some(task) => LogOf::Task(&self.id, task),
+        }
+    }
+
+    /// The queue as stored, and 404 when it (or the task) is not there.
+    async fn find(&self, state: &AppState) -> Result<QueueView, ApiError> {
+        let view = state
+            .store
+            .get(&self.id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("queue {}", self.id)))?;
+        if let Some(task) = &self.task
+            && !view.tasks.iter().any(|t| &t.id == task)
+        {
+            return Err(ApiError::not_found(format!(
+                "task {task} of queue {}",
+                self.id
+            )));
+        }
+        Ok(view)
+    }
+
+    /// The status the stream's `end` reports: the task's, or the queue's.
+    fn status(&self, view: &QueueView) -> Option<Status> {
+        match &self.task {
+            None => Some(view.queue.status),
+            Some(task) => view.tasks.iter().find(|t| &t.id == task).map(|t| t.status),
+        }
+    }
+}
+
+async fn serve_text(
+    state: AppState,
+    target: Target,
+    params: HashMap<String, String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let tail = tail_param(&params)?;
+    target.find(&state).await?;
     if let Some(lines) = tail {
         let hub = state.logs.clone();
-        let tail = tokio::task::spawn_blocking(move || hub.tail(&id, lines))
+        let tail = tokio::task::spawn_blocking(move || hub.tail(target.log(), lines))
             .await
             .map_err(ApiError::internal)?
             .map_err(ApiError::internal)?;
@@ -68,7 +151,7 @@ pub async fn text(
             .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
         return Ok(response);
     }
-    let path = state.logs.path(&id);
+    let path = state.logs.path(target.log());
     if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
         return Ok(plain_text(Body::empty()));
     }
@@ -154,30 +237,48 @@ pub async fn stream(
     ApiQuery(params): ApiQuery<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&raw)?;
+    let target = Target::queue(&raw)?;
+    serve_stream(state, target, params, headers).await
+}
+
+/// `GET /api/queues/{id}/tasks/{task}/log/stream[?from=OFFSET]`: a task's own log, as
+/// [`stream`]; `end` carries the task's outcome.
+pub async fn task_stream(
+    State(state): State<AppState>,
+    ApiPath((raw, task)): ApiPath<(String, String)>,
+    ApiQuery(params): ApiQuery<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let target = Target::task(&raw, &task)?;
+    serve_stream(state, target, params, headers).await
+}
+
+async fn serve_stream(
+    state: AppState,
+    target: Target,
+    params: HashMap<String, String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let from = resume_point(&headers, &params, "byte offset")?.unwrap_or(0);
     let config = state.config();
-    let client = match admit(&state, &config.api, "log", Some(id.as_str())) {
+    let client = match admit(&state, &config.api, "log", Some(target.id.as_str())) {
         Ok(client) => client,
         Err(refused) => return Ok(*refused),
     };
     // Follow the change feed from before reading the status: no transition falls between.
     let changes = state.store.follow();
-    let view = state
-        .store
-        .get(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("queue {id}")))?;
-    let follower = state.logs.subscribe(&id, from).map_err(|e| match e {
+    let view = target.find(&state).await?;
+    let follower = state.logs.subscribe(target.log(), from).map_err(|e| match e {
         FollowError::Io(e) => ApiError::internal(e),
         e => ApiError::bad_request("invalid_offset", e.to_string(), Some("from")),
     })?;
     let follow = Follow {
-        id,
+        status: view.queue.status,
+        task_status: target.status(&view),
+        target,
         follower,
         changes,
         store: state.store.clone(),
-        status: view.queue.status,
         done: false,
         first: true,
         shutdown: state.shutdown.clone(),
@@ -189,14 +290,16 @@ pub async fn stream(
     Ok(sse_response(frames, client, config.api.sse_send_timeout))
 }
 
-/// One client following one queue's log.
+/// One client following one log.
 struct Follow {
-    id: QueueId,
+    target: Target,
     follower: LogFollower,
     changes: Follower,
     store: Store,
     /// The queue's status as last seen in the store.
     status: Status,
+    /// For a task's log, the task's status as last seen (`None` for a queue's log).
+    task_status: Option<Status>,
     done: bool,
     /// No event sent yet: the next one carries `retry`.
     first: bool,
@@ -211,13 +314,21 @@ impl Follow {
             if self.done || self.shutdown.is_cancelled() {
                 return None;
             }
-            // The worker closes the log before it finishes the queue; checking the follower
-            // here (not a flag from an earlier `Idle`) also covers a run that came and went.
-            if self.status.is_terminal() && self.follower.is_idle() {
+            // The worker closes the log before it finishes the queue (or the task); checking
+            // the follower here (not a flag from an earlier `Idle`) also covers a run that came
+            // and went.
+            let ended = match (&self.target.task, self.task_status) {
+                (None, _) => Some(self.status).filter(|s| s.is_terminal()),
+                // A task ends before its queue; a queue that ended closes its tasks.
+                (Some(_), task) => task
+                    .filter(|s| s.is_terminal())
+                    .or(Some(self.status).filter(|s| s.is_terminal()).and(task)),
+            };
+            if let Some(status) = ended
+                && self.follower.is_idle()
+            {
                 self.done = true;
-                let end = crate::wire::LogEnd {
-                    status: self.status,
-                };
+                let end = crate::wire::LogEnd { status };
                 let data = serde_json::to_string(&end).unwrap_or_default();
                 return Some(frame("end", None, &data, std::mem::take(&mut self.first)));
             }
@@ -232,21 +343,32 @@ impl Follow {
                     }
                     FollowItem::Idle => {}
                     FollowItem::Failed(e) => {
-                        tracing::warn!(queue = %self.id, error = %e, "reading the log for an SSE client failed");
+                        tracing::warn!(queue = %self.target.id, error = %e, "reading the log for an SSE client failed");
                         return None;
                     }
                 },
-                feed = self.changes.next_of(&self.id) => match feed {
-                    Some(Feed::Change(change)) => match change.to {
-                        Some(to) => self.status = to,
-                        None => return None,
-                    },
+                feed = self.changes.next() => match feed {
+                    Some(Feed::Change(change)) if change.queue == self.target.id => {
+                        match (&change.task, change.to) {
+                            // The queue was deleted.
+                            (None, None) => return None,
+                            (None, Some(to)) => self.status = to,
+                            (Some(task), Some(to)) if Some(task) == self.target.task.as_ref() => {
+                                self.task_status = Some(to);
+                            }
+                            _ => {}
+                        }
+                    }
+                    Some(Feed::Change(_)) => {}
                     // Changes were missed: the store has the status now.
-                    Some(Feed::Reset { .. }) => match self.store.get(&self.id).await {
-                        Ok(Some(view)) => self.status = view.queue.status,
+                    Some(Feed::Reset { .. }) => match self.store.get(&self.target.id).await {
+                        Ok(Some(view)) => {
+                            self.status = view.queue.status;
+                            self.task_status = self.target.status(&view);
+                        }
                         Ok(None) => return None,
                         Err(e) => {
-                            tracing::warn!(queue = %self.id, error = %e, "reading the queue for an SSE client failed");
+                            tracing::warn!(queue = %self.target.id, error = %e, "reading the queue for an SSE client failed");
                             return None;
                         }
                     },

@@ -124,6 +124,18 @@ pub fn routes(state: AppState) -> (Router, Vec<Route>) {
     )
     .add(
         M::GET,
+        "/api/queues/{id}/tasks/{task}/log",
+        Api(read),
+        logs::task_text,
+    )
+    .add(
+        M::GET,
+        "/api/queues/{id}/tasks/{task}/log/stream",
+        Api(read),
+        logs::task_stream,
+    )
+    .add(
+        M::GET,
         "/api/queues/{id}/archive",
         Api(read),
         archive::archive,

@@ -23,6 +23,8 @@ pub struct Environment {
     pub build_timeout: Duration,
     pub boot_timeout: Duration,
     pub max_parallel: Option<usize>,
+    /// Tasks of one queue that run at once, each on its own board.
+    pub boards: usize,
     pub console: ConsoleKind,
     /// Whether the build step may reach the network (simulate and `<run>` never may).
     pub build_network: bool,
@@ -39,6 +41,7 @@ pub(super) struct EnvLayer {
     pub build_timeout: Option<Dur>,
     pub boot_timeout: Option<Dur>,
     pub max_parallel: Option<usize>,
+    pub boards: Option<usize>,
     pub console: Option<String>,
     pub build_network: Option<bool>,
     pub env: Option<BTreeMap<String, String>>,
@@ -85,6 +88,27 @@ impl EnvLayer {
                 ),
             ));
         }
+        let boards = e.boards.unwrap_or(1);
+        if boards == 0 {
+            return Err(invalid(
+                origin,
+                format!(
+                    "{}: must be at least 1 (the tasks of a queue that run at once)",
+                    key("boards")
+                ),
+            ));
+        }
+        if let Some(ConsoleKind::Tcp(addr)) = e.console.as_deref().and_then(|c| c.parse().ok())
+            && boards > 1
+        {
+            return Err(invalid(
+                origin,
+                format!(
+                    "{}: a TCP console ({addr}) is one address for every board of this environment: set boards = 1",
+                    key("console")
+                ),
+            ));
+        }
         if let Some(ConsoleKind::Tcp(addr)) = e.console.as_deref().and_then(|c| c.parse().ok())
             && e.max_parallel != Some(1)
         {
@@ -112,6 +136,7 @@ impl EnvLayer {
                 e.boot_timeout.or(Some(Dur(DEFAULT_BOOT_TIMEOUT))),
             )?,
             max_parallel: e.max_parallel,
+            boards,
             console: e
                 .console
                 .as_deref()

@@ -97,6 +97,9 @@ pub struct ApiConfig {
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub slots: usize,
+    /// Boards (simulators) running at once across every queue; `None` = no limit beyond
+    /// `slots` × each environment's `boards`.
+    pub max_boards: Option<usize>,
     pub queue_timeout: Duration,
     pub checkout_timeout: Duration,
     pub kill_grace: Duration,
@@ -164,6 +167,7 @@ struct ApiLayer {
 #[serde(deny_unknown_fields)]
 struct WorkerLayer {
     slots: Option<usize>,
+    max_boards: Option<usize>,
     queue_timeout: Option<Dur>,
     checkout_timeout: Option<Dur>,
     kill_grace: Option<Dur>,
@@ -306,6 +310,7 @@ impl Builder {
                 self.worker,
                 w,
                 slots,
+                max_boards,
                 queue_timeout,
                 checkout_timeout,
                 kill_grace,
@@ -336,6 +341,7 @@ impl Builder {
                 build_timeout,
                 boot_timeout,
                 max_parallel,
+                boards,
                 console,
                 build_network,
                 env
@@ -404,6 +410,7 @@ impl Builder {
         }
         let worker = WorkerConfig {
             slots: w.slots.unwrap_or(0),
+            max_boards: w.max_boards.filter(|n| *n > 0),
             queue_timeout: nonzero(origin, "worker.queue_timeout", w.queue_timeout)?,
             checkout_timeout: nonzero(origin, "worker.checkout_timeout", w.checkout_timeout)?,
             kill_grace: w.kill_grace.map_or(Duration::ZERO, |d| d.0),

@@ -16,7 +16,11 @@
 //!   the file. A follower holds no buffer while idle, and a slow one only ever costs itself.
 //! - Offsets are byte offsets in `queue.log`; every batch ends on a line boundary.
 //!
-//! Invariant: only this module writes `queue.log`.
+//! - A task has a log of its own, `tasks/<task>/task.log`, with the same contract ([`LogOf`]);
+//!   its writer also copies every line into the queue's log ([`LogWriter::copying_to`]), with
+//!   the task's name in front when boards run in parallel. The queue log stays one file.
+//!
+//! Invariant: only this module writes `queue.log` and `task.log`.
 
 mod file;
 mod follower;
@@ -28,11 +32,12 @@ use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::{Semaphore, broadcast, watch};
 
-use crate::model::QueueId;
+use crate::model::{QueueId, TaskId};
 
 pub use file::Tail;
 pub use follower::{Batch, FollowError, FollowItem, LogFollower};
 pub use writer::LogWriter;
+
 
 /// Chunks a queue's channel keeps for followers that have not taken them yet; a follower further
 /// behind reads the file instead.
@@ -41,6 +46,29 @@ const CHANNEL_CHUNKS: usize = 256;
 /// log together wait their turn without a buffer each, instead of each holding one in the
 /// blocking pool's queue (and making a blocking thread each).
 const CONCURRENT_READS: usize = 8;
+
+/// Which log: a queue's, or one of its tasks'. A `&QueueId` converts into the queue's.
+#[derive(Debug, Clone, Copy)]
+pub enum LogOf<'a> {
+    Queue(&'a QueueId),
+    Task(&'a QueueId, &'a TaskId),
+}
+
+impl<'a> From<&'a QueueId> for LogOf<'a> {
+    fn from(id: &'a QueueId) -> LogOf<'a> {
+        LogOf::Queue(id)
+    }
+}
+
+impl LogOf<'_> {
+    /// How the log is named in messages and echoed lines.
+    fn label(&self) -> String {
+        match self {
+            LogOf::Queue(id) => id.to_string(),
+            LogOf::Task(id, task) => format!("{id}/{task}"),
+        }
+    }
+}
 
 /// The server's log hub: a cheap handle, one per server.
 #[derive(Clone)]
@@ -52,9 +80,9 @@ struct HubInner {
     root: PathBuf,
     /// `serve --echo-logs`: every line also goes to stdout, prefixed with its queue id.
     echo: bool,
-    /// Channels of queues that have a writer or a follower; entries die with their last user.
-    /// A `std` mutex: held for a map lookup, never across `.await`.
-    queues: Mutex<HashMap<QueueId, Weak<QueueLog>>>,
+    /// Channels of logs (by path) that have a writer or a follower; entries die with their
+    /// last user. A `std` mutex: held for a map lookup, never across `.await`.
+    logs: Mutex<HashMap<PathBuf, Weak<QueueLog>>>,
     /// Turns for followers' file reads ([`CONCURRENT_READS`]).
     reads: Arc<Semaphore>,
 }
@@ -90,70 +118,81 @@ impl LogHub {
             inner: Arc::new(HubInner {
                 echo,
                 root: root.to_path_buf(),
-                queues: Mutex::new(HashMap::new()),
+                logs: Mutex::new(HashMap::new()),
                 reads: Arc::new(Semaphore::new(CONCURRENT_READS)),
             }),
         }
     }
 
-    /// Where a queue's log is (it may not exist yet).
-    pub fn path(&self, id: &QueueId) -> PathBuf {
-        crate::layout::Layout::new(&self.inner.root).queue(id).log()
+    /// Where a log is (it may not exist yet).
+    pub fn path<'a>(&self, of: impl Into<LogOf<'a>>) -> PathBuf {
+        let queue = crate::layout::Layout::new(&self.inner.root);
+        match of.into() {
+            LogOf::Queue(id) => queue.queue(id).log(),
+            LogOf::Task(id, task) => queue.queue(id).task_log(task.as_str()),
+        }
     }
 
-    /// Opens the queue's log for appending, creating its directory. A re-run appends to the same
-    /// file. Fails with `AlreadyExists` while another writer of this queue is open.
-    pub fn writer(&self, id: &QueueId) -> std::io::Result<LogWriter> {
-        LogWriter::open(id, self.entry(id), self.inner.echo)
+    /// Opens a log for appending, creating its directory. A re-run appends to the same file.
+    /// Fails with `AlreadyExists` while another writer of this log is open. A task's writer
+    /// never echoes: the queue's, which it copies into, does.
+    pub fn writer<'a>(&self, of: impl Into<LogOf<'a>>) -> std::io::Result<LogWriter> {
+        let of = of.into();
+        let echo = self.inner.echo && matches!(of, LogOf::Queue(_));
+        LogWriter::open(&of.label(), self.entry(of), echo)
     }
 
-    /// Follows the queue's log from byte offset `from`, which must be `0` or just after a `\n`.
-    pub fn subscribe(&self, id: &QueueId, from: u64) -> Result<LogFollower, FollowError> {
-        LogFollower::new(self.entry(id), from)
+    /// Follows a log from byte offset `from`, which must be `0` or just after a `\n`.
+    pub fn subscribe<'a>(
+        &self,
+        of: impl Into<LogOf<'a>>,
+        from: u64,
+    ) -> Result<LogFollower, FollowError> {
+        LogFollower::new(self.entry(of.into()), from)
     }
 
-    /// Where the last `lines` complete lines of the queue's log are (a partial last line is left
-    /// out): an open handle and a byte range to stream, found by reading the file backwards one
+    /// Where the last `lines` complete lines of a log are (a partial last line is left out):
+    /// an open handle and a byte range to stream, found by reading the file backwards one
     /// block at a time; empty when there is no log. Blocking: call it from `spawn_blocking`.
-    pub fn tail(&self, id: &QueueId, lines: usize) -> std::io::Result<Tail> {
-        file::tail(&self.path(id), lines)
+    pub fn tail<'a>(&self, of: impl Into<LogOf<'a>>, lines: usize) -> std::io::Result<Tail> {
+        file::tail(&self.path(of), lines)
     }
 
-    /// Whether a writer of this queue is open.
-    pub fn is_live(&self, id: &QueueId) -> bool {
-        let queues = self.lock();
-        queues
-            .get(id)
+    /// Whether a writer of this log is open.
+    pub fn is_live<'a>(&self, of: impl Into<LogOf<'a>>) -> bool {
+        let path = self.path(of);
+        let logs = self.lock();
+        logs.get(&path)
             .and_then(Weak::upgrade)
             .is_some_and(|log| *log.live.borrow())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<QueueId, Weak<QueueLog>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Weak<QueueLog>>> {
         // A panic while holding this lock cannot leave the map inconsistent: keep going.
         self.inner
-            .queues
+            .logs
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The queue's shared channel, created on first use.
-    fn entry(&self, id: &QueueId) -> Arc<QueueLog> {
-        let path = self.path(id);
-        let mut queues = self.lock();
-        if let Some(log) = queues.get(id).and_then(Weak::upgrade) {
+    /// The log's shared channel, created on first use.
+    fn entry(&self, of: LogOf<'_>) -> Arc<QueueLog> {
+        let path = self.path(of);
+        let mut logs = self.lock();
+        if let Some(log) = logs.get(&path).and_then(Weak::upgrade) {
             return log;
         }
-        queues.retain(|_, log| log.strong_count() > 0);
+        logs.retain(|_, log| log.strong_count() > 0);
         let (tx, _) = broadcast::channel(CHANNEL_CHUNKS);
         let (live, _) = watch::channel(false);
         let reads = self.inner.reads.clone();
         let log = Arc::new(QueueLog {
-            path,
+            path: path.clone(),
             tx,
             live,
             reads,
         });
-        queues.insert(id.clone(), Arc::downgrade(&log));
+        logs.insert(path, Arc::downgrade(&log));
         log
     }
 }

@@ -10,7 +10,6 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::{Chunk, QueueLog};
-use crate::model::QueueId;
 
 /// Pending bytes that make `line` write a chunk at once instead of waiting for the flush task.
 const CHUNK_BYTES: usize = 32 * 1024;
@@ -19,11 +18,19 @@ const INLINE_BYTES: usize = 64 * 1024;
 /// How long the flush task lets lines gather before it writes them: the live latency.
 const FLUSH_DELAY: Duration = Duration::from_millis(5);
 
-/// Appends lines to a queue's log. Clones share one file and one order; the log stops being
-/// live when [`LogWriter::close`] is called or the last clone is dropped.
+/// Appends lines to a queue's (or a task's) log. Clones share one file and one order; the log
+/// stops being live when [`LogWriter::close`] is called or the last clone is dropped.
 #[derive(Clone)]
 pub struct LogWriter {
     inner: Arc<Inner>,
+    /// Where every line also goes (a task's lines into its queue's log), and with what in front.
+    copy: Option<Arc<CopyTo>>,
+}
+
+struct CopyTo {
+    to: LogWriter,
+    /// Put before every line but the engine's markers (`=== …`, which name their task already).
+    prefix: Option<String>,
 }
 
 struct Inner {
@@ -50,7 +57,7 @@ struct State {
 }
 
 impl LogWriter {
-    pub(super) fn open(id: &QueueId, log: Arc<QueueLog>, echo: bool) -> io::Result<LogWriter> {
+    pub(super) fn open(label: &str, log: Arc<QueueLog>, echo: bool) -> io::Result<LogWriter> {
         let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
         let claimed = log
             .live
@@ -58,7 +65,7 @@ impl LogWriter {
         if !claimed {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
-                format!("queue {id} already has an open log writer: close it first"),
+                format!("log {label} already has an open writer: close it first"),
             ));
         }
         let (file, end) = match open_for_append(&log) {
@@ -77,7 +84,7 @@ impl LogWriter {
         };
         let inner = Arc::new(Inner {
             log,
-            echo: echo.then(|| format!("{id} | ")),
+            echo: echo.then(|| format!("{label} | ")),
             state: Mutex::new(State {
                 file,
                 end,
@@ -89,13 +96,37 @@ impl LogWriter {
             wake: Arc::new(Notify::new()),
         });
         runtime.spawn(flush_task(Arc::downgrade(&inner), Arc::clone(&inner.wake)));
-        Ok(LogWriter { inner })
+        Ok(LogWriter { inner, copy: None })
+    }
+
+    /// This writer, also copying every line into `to` (a task's log into its queue's), with
+    /// `prefix` before each line that is not an engine marker.
+    pub fn copying_to(self, to: LogWriter, prefix: Option<String>) -> LogWriter {
+        LogWriter {
+            inner: self.inner,
+            copy: Some(Arc::new(CopyTo { to, prefix })),
+        }
     }
 
     /// Appends `text` as one line (several if it contains `\n`; one trailing `\n` is ignored and
     /// `\r` is dropped). Never waits for readers; readers see the line within a few milliseconds.
     pub fn line(&self, text: &str) {
         let text = text.strip_suffix('\n').unwrap_or(text);
+        if let Some(copy) = &self.copy {
+            match &copy.prefix {
+                Some(prefix) => {
+                    let lines: Vec<String> = text
+                        .split('\n')
+                        .map(|l| match l.starts_with("=== ") {
+                            true => l.to_owned(),
+                            false => format!("{prefix}{l}"),
+                        })
+                        .collect();
+                    copy.to.line(&lines.join("\n"));
+                }
+                None => copy.to.line(text),
+            }
+        }
         let mut st = self.inner.lock();
         if st.closed {
             tracing::debug!(path = %self.inner.log.path.display(), "line after close dropped");
@@ -120,8 +151,11 @@ impl LogWriter {
         }
     }
 
-    /// Writes what is pending and `fsync`s the file (at the end of a step).
+    /// Writes what is pending and `fsync`s the file (at the end of a step); the copy's too.
     pub async fn sync(&self) -> io::Result<()> {
+        if let Some(copy) = &self.copy {
+            Box::pin(copy.to.sync()).await?;
+        }
         let error = {
             let mut st = self.inner.lock();
             self.inner.write_pending(&mut st);

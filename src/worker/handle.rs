@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -13,6 +14,20 @@ use crate::model::{Queue, QueueId};
 pub struct WorkerHandle {
     // std::sync::Mutex: short critical sections (map updates), never held across an await.
     inner: Arc<Mutex<Occupancy>>,
+    /// Signalled when a board is given back.
+    board_freed: Arc<Notify>,
+}
+
+/// A board taken from `[worker] max_boards`; given back when dropped.
+pub struct BoardPermit {
+    handle: WorkerHandle,
+}
+
+impl Drop for BoardPermit {
+    fn drop(&mut self) {
+        self.handle.lock().boards -= 1;
+        self.handle.board_freed.notify_waiters();
+    }
 }
 
 #[derive(Default)]
@@ -24,9 +39,41 @@ struct Occupancy {
     /// Queues a user (or a newer delivery) asked to abort, with the error they end with: their
     /// run ends `aborted`, whatever else cancels it too.
     aborted: HashMap<QueueId, String>,
+    /// Boards running now, in every queue.
+    boards: usize,
 }
 
 impl WorkerHandle {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Occupancy> {
+        self.inner.lock().expect("occupancy lock")
+    }
+
+    /// Takes a board once fewer than `max` run (`None`: at once). Cancel-safe: dropping the
+    /// future takes nothing.
+    pub async fn board(&self, max: Option<usize>) -> BoardPermit {
+        loop {
+            // Registered before the count is looked at: a board given back in between wakes it.
+            let freed = self.board_freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            {
+                let mut o = self.lock();
+                if max.is_none_or(|max| o.boards < max) {
+                    o.boards += 1;
+                    return BoardPermit {
+                        handle: self.clone(),
+                    };
+                }
+            }
+            freed.await;
+        }
+    }
+
+    /// Boards running now, in every queue.
+    pub fn boards(&self) -> usize {
+        self.lock().boards
+    }
+
     /// Registers a claimed queue; returns its token (already cancelled if an abort came first).
     pub fn start(
         &self,

@@ -5,7 +5,10 @@
 //! or build failed, `timed_out` when `[worker] queue_timeout` hit, `aborted` on abort. On server
 //! shutdown the queue goes back to `waiting` for the next start.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -19,7 +22,7 @@ use super::step::{StepCtx, StepError, command_env, repo_command};
 use super::tasks;
 use crate::config::Environment;
 use crate::exec::{Ending, Spec};
-use crate::layout::Layout;
+use crate::layout::{Layout, QueueDir};
 use crate::logs::{LogWriter, marker};
 use crate::model::{Queue, Status};
 
@@ -160,18 +163,7 @@ async fn steps(
     step(&ctx, "build", build(&ctx, queue, &env, &repo_dir)).await?;
 
     let task_list = tasks::prepare(deps, queue, &repo_dir, log).await?;
-    let mut all_passed = true;
-    let mut errored = Vec::new();
-    for task in task_list {
-        if cancel.is_cancelled() {
-            return Err(StepError::Cancelled);
-        }
-        let status = tasks::run_task(&ctx, queue, &env, &repo_dir, &dir, &task).await?;
-        all_passed &= status == Status::Passed;
-        if status == Status::Error {
-            errored.push(task.task.id.to_string());
-        }
-    }
+    let (all_passed, errored) = run_tasks(&ctx, queue, &env, &repo_dir, &dir, &task_list).await?;
     // A task that could not run its tests (an invalid scenario file, a board that did not
     // boot) is the infrastructure's failure, not a test's: the queue ends `error`.
     if !errored.is_empty() {
@@ -185,6 +177,61 @@ async fn steps(
     } else {
         Status::Failed
     })
+}
+
+/// Runs the tasks, up to the environment's `boards` at once (in scenario order as boards come
+/// free). Returns whether every task passed and the tasks that ended `error`. When one task
+/// fails the run (its result cannot be recorded), the others are cancelled and awaited: no
+/// board outlives the run.
+async fn run_tasks(
+    ctx: &StepCtx<'_>,
+    queue: &Queue,
+    env: &Environment,
+    repo_dir: &Path,
+    dir: &QueueDir,
+    task_list: &[tasks::Prepared],
+) -> Result<(bool, Vec<String>), StepError> {
+    let group = ctx.cancel.child_token();
+    let gctx = StepCtx {
+        cancel: &group,
+        ..*ctx
+    };
+    let mut next = task_list.iter();
+    let mut running = FuturesUnordered::new();
+    let (mut all_passed, mut errored, mut failure) = (true, Vec::new(), None);
+    loop {
+        while running.len() < env.boards.max(1) && failure.is_none() && !group.is_cancelled() {
+            let Some(task) = next.next() else { break };
+            let id = task.task.id.to_string();
+            running.push(async {
+                let status = tasks::run_task(&gctx, queue, env, repo_dir, dir, task).await;
+                (id, status)
+            });
+        }
+        match running.next().await {
+            None => break,
+            Some((id, Ok(status))) => {
+                all_passed &= status == Status::Passed;
+                if status == Status::Error {
+                    errored.push(id);
+                }
+            }
+            Some((_, Err(e))) => {
+                all_passed = false;
+                if failure.is_none() {
+                    failure = Some(e);
+                    group.cancel();
+                }
+            }
+        }
+    }
+    if ctx.cancel.is_cancelled() {
+        return Err(StepError::Cancelled);
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok((all_passed, errored)),
+    }
 }
 
 /// Wraps a step in its marker lines and syncs the log when it ends.

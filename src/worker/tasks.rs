@@ -2,7 +2,6 @@
 //! any board boots, one fresh board per scenario, results written to the store and the reports
 //! as each test finishes.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use tokio::sync::mpsc;
@@ -13,7 +12,7 @@ use super::step::{StepCtx, StepError, command_env, repo_command};
 use crate::config::{ConsoleKind, Environment};
 use crate::exec::Spec;
 use crate::layout::{Layout, QueueDir};
-use crate::logs::{LogWriter, marker};
+use crate::logs::{LogOf, LogWriter, marker};
 use crate::model::{Queue, Status, Task, TestResult, TranscriptLine};
 use crate::scenario::{self, Observer, Scenario};
 
@@ -84,8 +83,54 @@ async fn discover(repo_dir: &Path) -> Result<Vec<String>, StepError> {
         .map_err(StepError::Error)
 }
 
-/// Runs one task on a fresh board. `Err(Cancelled)` when the run was cancelled meanwhile.
+/// Runs one task on a fresh board, once `[worker] max_boards` leaves one free. Its lines go to
+/// its own log and, through it, to the queue's (`ctx.log`), with the task's name in front when
+/// the environment runs boards in parallel. `Err(Cancelled)` when the run was cancelled.
 pub async fn run_task(
+    ctx: &StepCtx<'_>,
+    queue: &Queue,
+    env: &Environment,
+    repo_dir: &Path,
+    queue_dir: &QueueDir,
+    prepared: &Prepared,
+) -> Result<Status, StepError> {
+    let deps = ctx.deps;
+    let task = &prepared.task;
+    let name = task.id.as_str();
+    let max = deps.config.worker.max_boards;
+    if max.is_some_and(|max| deps.runs.boards() >= max) {
+        ctx.log.line(&format!(
+            "task {name} waits for a board ([worker] max_boards = {})",
+            max.unwrap_or_default()
+        ));
+    }
+    let _board = tokio::select! {
+        biased;
+        () = ctx.cancel.cancelled() => return Err(StepError::Cancelled),
+        permit = deps.runs.board(max) => permit,
+    };
+    let prefix = (env.boards > 1).then(|| format!("[{name}] "));
+    let log = deps
+        .logs
+        .writer(LogOf::Task(&queue.id, &task.id))
+        .map_err(|e| StepError::Error(format!("cannot open the log of task {name}: {e}")))?
+        .copying_to(ctx.log.clone(), prefix);
+    let task_ctx = StepCtx {
+        deps,
+        log: &log,
+        cancel: ctx.cancel,
+    };
+    let result = on_board(&task_ctx, queue, env, repo_dir, queue_dir, prepared).await;
+    // Closed before the task's end is recorded (see `end_task`); a cancelled task's log closes
+    // here, and its end is recorded with the queue's.
+    if let Err(e) = log.close().await {
+        tracing::error!(queue = %queue.id, task = name, error = %e, "cannot write the task log");
+    }
+    result
+}
+
+/// The task on its board, with `ctx.log` the task's own log.
+async fn on_board(
     ctx: &StepCtx<'_>,
     queue: &Queue,
     env: &Environment,
@@ -271,56 +316,36 @@ pub async fn write_queue_report(deps: &Deps, queue: &Queue) {
     }
 }
 
-enum Event {
-    Line(String),
-    Finished(TestResult, Vec<TranscriptLine>),
-}
+/// A finished test and what the board printed during it.
+struct Finished(TestResult, Vec<TranscriptLine>);
 
-/// Queue-log lines go out at once; results and task-log lines go to the persister in order.
+/// Lines go to the task's log at once; results go to the persister in order.
 struct TaskObserver {
     log: LogWriter,
-    tx: mpsc::UnboundedSender<Event>,
+    tx: mpsc::UnboundedSender<Finished>,
 }
 
 impl Observer for TaskObserver {
     fn log(&mut self, line: &str) {
         self.log.line(line);
-        let _ = self.tx.send(Event::Line(line.to_owned()));
     }
 
     fn test_finished(&mut self, result: &TestResult, transcript: &[TranscriptLine]) {
-        let _ = self
-            .tx
-            .send(Event::Finished(result.clone(), transcript.to_vec()));
+        let _ = self.tx.send(Finished(result.clone(), transcript.to_vec()));
     }
 }
 
-/// Writes `task.log`, each test's result to the store and its HTML log, as they arrive.
+/// Writes each test's result to the store and its HTML log, as they arrive.
 async fn persist(
     deps: Deps,
     queue: Queue,
     task: Task,
     task_dir: PathBuf,
-    mut rx: mpsc::UnboundedReceiver<Event>,
+    mut rx: mpsc::UnboundedReceiver<Finished>,
 ) {
-    let task_log = std::fs::create_dir_all(&task_dir)
-        .and_then(|_| std::fs::File::create(task_dir.join("task.log")))
-        .map(std::io::BufWriter::new);
-    let mut task_log = match task_log {
-        Ok(f) => Some(f),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot create task.log");
-            None
-        }
-    };
     while let Some(event) = rx.recv().await {
         match event {
-            Event::Line(line) => {
-                if let Some(f) = task_log.as_mut() {
-                    let _ = writeln!(f, "{line}");
-                }
-            }
-            Event::Finished(result, transcript) => {
+            Finished(result, transcript) => {
                 match deps
                     .store
                     .record_test(&queue.id, &task.id, result.clone())
@@ -344,8 +369,5 @@ async fn persist(
                 }
             }
         }
-    }
-    if let Some(mut f) = task_log {
-        let _ = f.flush();
     }
 }

@@ -106,6 +106,7 @@ fn request(route: &Route, bearer: Option<&str>) -> Request<Body> {
     let path = route
         .path
         .replace("{id}", "q1")
+        .replace("{task}", "smoke")
         .replace("{*path}", "report.html");
     let mut b = Request::builder()
         .method(route.method.clone())
