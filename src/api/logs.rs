@@ -78,7 +78,10 @@ impl Target {
         let task = TaskId::parse(task).map_err(|e| {
             ApiError::bad_request(
                 "invalid_id",
-                format!("task id {:?}: {e}", task.chars().take(100).collect::<String>()),
+                format!(
+                    "task id {:?}: {e}",
+                    task.chars().take(100).collect::<String>()
+                ),
                 Some("task"),
             )
         })?;
@@ -268,10 +271,13 @@ async fn serve_stream(
     // Follow the change feed from before reading the status: no transition falls between.
     let changes = state.store.follow();
     let view = target.find(&state).await?;
-    let follower = state.logs.subscribe(target.log(), from).map_err(|e| match e {
-        FollowError::Io(e) => ApiError::internal(e),
-        e => ApiError::bad_request("invalid_offset", e.to_string(), Some("from")),
-    })?;
+    let follower = state
+        .logs
+        .subscribe(target.log(), from)
+        .map_err(|e| match e {
+            FollowError::Io(e) => ApiError::internal(e),
+            e => ApiError::bad_request("invalid_offset", e.to_string(), Some("from")),
+        })?;
     let follow = Follow {
         status: view.queue.status,
         task_status: target.status(&view),

@@ -38,7 +38,6 @@ pub use file::Tail;
 pub use follower::{Batch, FollowError, FollowItem, LogFollower};
 pub use writer::LogWriter;
 
-
 /// Chunks a queue's channel keeps for followers that have not taken them yet; a follower further
 /// behind reads the file instead.
 const CHANNEL_CHUNKS: usize = 256;

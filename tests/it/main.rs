@@ -5,6 +5,7 @@ mod access_live;
 mod api_examples;
 mod api_queues;
 mod archive_badge;
+mod boards;
 mod cli;
 mod cli_exit;
 mod config_cli;
