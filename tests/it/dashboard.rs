@@ -222,6 +222,18 @@ async fn the_queue_page_follows_its_log_live_and_after_the_end() {
         let log = f.app.client.get(f.app.url(&format!("/api/queues/{id}/log"))).send().await.expect("log").text().await.expect("text");
         let lines = log.lines().count();
         b.wait_for("every line counted", &format!("return document.getElementById('log-count').textContent === '{lines} lines'")).await;
+        // One task's own log, then every task's again.
+        let task_log = f.app.client.get(f.app.url(&format!("/api/queues/{id}/tasks/gated/log"))).send().await.expect("task log").text().await.expect("text");
+        let task_lines = task_log.lines().count();
+        assert!(task_lines > 0 && task_lines < lines, "{task_log}");
+        let choose = |task: &str| format!("const s = document.getElementById('log-task'); s.value = '{task}'; s.dispatchEvent(new Event('change')); return null");
+        b.exec(&choose("gated")).await;
+        b.wait_for("the task's log alone", &format!("return document.getElementById('log-state').dataset.state === 'ended-passed' && document.getElementById('log-count').textContent === '{task_lines} lines'")).await;
+        let shown = b.exec(&format!("return {LOG_TEXT}")).await;
+        assert!(!shown.as_str().unwrap().contains("=== step checkout"), "only the task's lines: {shown}");
+        assert_eq!(b.exec("return document.getElementById('log-download').getAttribute('href')").await, format!("/api/queues/{id}/tasks/gated/log"));
+        b.exec(&choose("")).await;
+        b.wait_for("every line again", &format!("return document.getElementById('log-state').dataset.state === 'ended-passed' && document.getElementById('log-count').textContent === '{lines} lines'")).await;
         b.fill("#log-q", "pong").await;
         b.press_enter("#log-q").await;
         let hits = b.wait_for("a search hit", "const m = document.querySelector('.log-line.is-current mark'); return m && document.getElementById('log-hits').textContent").await;

@@ -1,5 +1,6 @@
 // TestArena dashboard: the windowed live log viewer of the queue page (follow, search, jump to
-// a step, task or test; console colours as classes). Needs common.js and ansi.js.
+// a step, task or test; console colours as classes; the queue's log or one task's). Needs
+// common.js and ansi.js.
 (() => {
   'use strict';
 
@@ -20,11 +21,42 @@
    */
   class LogView {
     constructor(id) {
-      this.url = `/api/queues/${encodeURIComponent(id)}/log/stream`;
+      this.id = id;
+      this.base = `/api/queues/${encodeURIComponent(id)}`;
+      this.url = `${this.base}/log/stream`;
       this.view = $('#logview');
       this.spacer = $('#log-spacer');
       this.win = $('#log-window');
       this.state = $('#log-state');
+      this.reset();
+      this.lineH = this.measure();
+      this.bind();
+      this.connect();
+    }
+
+    /** Shows one task's own log (`task`), or every task's (`''`): a new stream from the start. */
+    show(task) {
+      const base = task ? `${this.base}/tasks/${encodeURIComponent(task)}/log` : `${this.base}/log`;
+      clearTimeout(this.retry);
+      if (this.es) this.es.close();
+      this.url = `${base}/stream`;
+      const download = $('#log-download');
+      download.href = base;
+      download.download = task ? `${this.id}-${task}.log` : `${this.id}.log`;
+      $('#markers').replaceChildren();
+      $('#markers-empty').hidden = false;
+      this.win.replaceChildren();
+      this.reset();
+      this.height = -1;
+      this.shown = -1;
+      const q = $('#log-q');
+      if (q.value) this.search(q.value);
+      this.schedule();
+      this.connect();
+    }
+
+    /** Forgets every line: the state of a viewer that has read nothing yet. */
+    reset() {
       /** Every line's text, escape sequences removed (what search and markers read). */
       this.lines = [];
       /** The coloured lines' runs (`[{ text, cls }]`) by line index. */
@@ -42,9 +74,6 @@
       this.marks = new Map();
       this.markCount = 0;
       this.painted = false;
-      this.lineH = this.measure();
-      this.bind();
-      this.connect();
     }
 
     measure() {
@@ -63,6 +92,8 @@
       }, { passive: true });
       if (window.ResizeObserver) new ResizeObserver(() => this.schedule()).observe(this.view);
       $('#log-follow').addEventListener('click', () => this.setFollow(!this.follow));
+      const task = $('#log-task');
+      if (task) task.addEventListener('change', () => this.show(task.value));
       const q = $('#log-q');
       let timer = 0;
       q.addEventListener('input', () => { clearTimeout(timer); timer = setTimeout(() => this.search(q.value), 150); });

@@ -124,6 +124,16 @@
         const box = $('#tasks');
         if (q.tasks.length) box.replaceChildren(...q.tasks.map((t) => renderTask(q, t)));
         else box.replaceChildren(h('section', { class: 'card' }, h('p', { class: 'muted empty', text: terminal ? 'This queue has no tasks.' : 'No tasks yet: they are listed once the run has found its scenarios.' })));
+        syncTaskChoice(q.tasks);
+      }
+    }
+
+    /** The log's task choice lists every task (found scenarios appear once the run has them). */
+    function syncTaskChoice(tasks) {
+      const select = $('#log-task');
+      const have = new Set([...select.options].map((o) => o.value));
+      for (const t of tasks) {
+        if (!have.has(t.id)) select.append(h('option', { value: t.id, text: t.id }));
       }
     }
 
