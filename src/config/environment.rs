@@ -30,6 +30,28 @@ pub struct Environment {
     pub build_network: bool,
     /// Variables every command of this environment gets, on top of the allow-list.
     pub env: BTreeMap<String, String>,
+    /// Where its builds and boards run: on this host, or as Slurm job steps.
+    pub executor: ExecutorKind,
+}
+
+/// Where an environment's builds and boards run.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ExecutorKind {
+    /// On the server's host, as its children.
+    #[default]
+    Local,
+    /// As steps of one Slurm allocation per queue.
+    Slurm(SlurmEnv),
+}
+
+/// `executor = "slurm"` and what the allocation asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlurmEnv {
+    pub partition: String,
+    pub account: Option<String>,
+    pub qos: Option<String>,
+    /// More `srun`/`salloc` options, e.g. `["--cpus-per-task=2"]`.
+    pub srun_args: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -45,6 +67,11 @@ pub(super) struct EnvLayer {
     pub console: Option<String>,
     pub build_network: Option<bool>,
     pub env: Option<BTreeMap<String, String>>,
+    pub executor: Option<String>,
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    pub qos: Option<String>,
+    pub srun_args: Option<Vec<String>>,
 }
 
 impl EnvLayer {
@@ -72,6 +99,7 @@ impl EnvLayer {
                 )),
             }
         };
+        let executor = executor(origin, name, &e)?;
         let ready = e.ready.unwrap_or_default();
         if ready.is_empty() {
             return Err(invalid(
@@ -145,7 +173,102 @@ impl EnvLayer {
                 .map_err(|m: String| invalid(origin, format!("{}: {m}", key("console"))))?,
             build_network: e.build_network.unwrap_or(true),
             env: child_env(origin, &key("env"), e.env.unwrap_or_default())?,
+            executor,
         })
+    }
+}
+
+/// Options the Slurm executor sets itself: an environment may not give them in `srun_args`.
+const SLURM_OWN: [&str; 7] = [
+    "--jobid",
+    "--job-name",
+    "-J",
+    "--time",
+    "-t",
+    "--partition",
+    "-p",
+];
+
+/// The environment's `executor` and the keys that go with it.
+fn executor(origin: &str, name: &str, e: &EnvLayer) -> Result<ExecutorKind, ConfigError> {
+    let key = |k: &str| format!("environments.{name}.{k}");
+    let slurm_keys = [
+        ("partition", e.partition.is_some()),
+        ("account", e.account.is_some()),
+        ("qos", e.qos.is_some()),
+        ("srun_args", e.srun_args.is_some()),
+    ];
+    match e.executor.as_deref().unwrap_or("local") {
+        "local" => match slurm_keys.iter().find(|(_, set)| *set) {
+            Some((k, _)) => Err(invalid(
+                origin,
+                format!(
+                    "{}: applies only with executor = \"slurm\" (this environment runs on the server's host)",
+                    key(k)
+                ),
+            )),
+            None => Ok(ExecutorKind::Local),
+        },
+        "slurm" => {
+            let word = |k: &str, v: &Option<String>| -> Result<Option<String>, ConfigError> {
+                match v {
+                    Some(v)
+                        if v.is_empty()
+                            || v.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+                    {
+                        Err(invalid(
+                            origin,
+                            format!("{}: must be one word, e.g. \"debug\"", key(k)),
+                        ))
+                    }
+                    v => Ok(v.clone()),
+                }
+            };
+            let partition = word("partition", &e.partition)?.ok_or_else(|| {
+                invalid(
+                    origin,
+                    format!(
+                        "{}: executor = \"slurm\" needs the partition its boards run in, e.g. partition = \"debug\"",
+                        key("partition")
+                    ),
+                )
+            })?;
+            let srun_args = e.srun_args.clone().unwrap_or_default();
+            for arg in &srun_args {
+                let option = arg.split('=').next().unwrap_or_default();
+                if SLURM_OWN.contains(&option) {
+                    return Err(invalid(
+                        origin,
+                        format!(
+                            "{}: {arg:?} is set by the Slurm executor itself (job id, name, time limit, partition): leave it out",
+                            key("srun_args")
+                        ),
+                    ));
+                }
+                if arg.contains('\0') {
+                    return Err(invalid(
+                        origin,
+                        format!(
+                            "{}: an argument must not contain a NUL character",
+                            key("srun_args")
+                        ),
+                    ));
+                }
+            }
+            Ok(ExecutorKind::Slurm(SlurmEnv {
+                partition,
+                account: word("account", &e.account)?,
+                qos: word("qos", &e.qos)?,
+                srun_args,
+            }))
+        }
+        other => Err(invalid(
+            origin,
+            format!(
+                "{}: {other:?} is not an executor: use \"local\" (the default) or \"slurm\"",
+                key("executor")
+            ),
+        )),
     }
 }
 

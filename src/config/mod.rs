@@ -31,7 +31,9 @@ mod values;
 pub use auth::{AuthConfig, HostPattern};
 pub use env::{CONFIG_VARIABLES, OTHER_VARIABLES};
 use environment::EnvLayer;
-pub use environment::{DEFAULT_BOOT_TIMEOUT, DEFAULT_BUILD_TIMEOUT, Environment};
+pub use environment::{
+    DEFAULT_BOOT_TIMEOUT, DEFAULT_BUILD_TIMEOUT, Environment, ExecutorKind, SlurmEnv,
+};
 pub use gitea::{GiteaConfig, Secret, StatusConfig};
 pub use live::LiveConfig;
 pub use repos::AllowedRepos;
@@ -344,7 +346,12 @@ impl Builder {
                 boards,
                 console,
                 build_network,
-                env
+                env,
+                executor,
+                partition,
+                account,
+                qos,
+                srun_args
             );
         }
         self

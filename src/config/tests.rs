@@ -127,6 +127,65 @@ fn an_environment_without_timeouts_gets_the_defaults() {
 }
 
 #[test]
+fn boards_and_max_boards() {
+    let c = Config::from_toml(
+        "t.toml",
+        "[worker]\nmax_boards = 3\n[environments.esp32]\nboards = 4\n",
+    )
+    .unwrap();
+    assert_eq!(c.environment("esp32").unwrap().boards, 4);
+    assert_eq!(c.environment("xtensa-sim").unwrap().boards, 1);
+    assert_eq!(c.worker.max_boards, Some(3));
+    assert_eq!(Config::defaults().worker.max_boards, None, "0 = no limit");
+    let e = err("[environments.esp32]\nboards = 0");
+    assert!(
+        e.contains("environments.esp32.boards: must be at least 1"),
+        "{e}"
+    );
+    let e =
+        err("[environments.esp32]\nboards = 2\nmax_parallel = 1\nconsole = \"tcp:127.0.0.1:5555\"");
+    assert!(e.contains("set boards = 1"), "{e}");
+}
+
+#[test]
+fn the_slurm_executor_and_its_keys() {
+    let c = Config::from_toml(
+        "t.toml",
+        "[environments.farm]\nbuild = [\"make\"]\nsimulate = [\"sim\"]\nready = \"up\"\n\
+         executor = \"slurm\"\npartition = \"lab\"\nqos = \"fast\"\nsrun_args = [\"--cpus-per-task=2\"]\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.environment("farm").unwrap().executor,
+        ExecutorKind::Slurm(SlurmEnv {
+            partition: "lab".into(),
+            account: None,
+            qos: Some("fast".into()),
+            srun_args: vec!["--cpus-per-task=2".into()],
+        })
+    );
+    assert_eq!(
+        c.environment("esp32").unwrap().executor,
+        ExecutorKind::Local
+    );
+    let e = err("[environments.esp32]\nexecutor = \"slurm\"");
+    assert!(
+        e.contains("environments.esp32.partition: executor = \"slurm\" needs"),
+        "{e}"
+    );
+    let e = err("[environments.esp32]\npartition = \"lab\"");
+    assert!(e.contains("applies only with executor = \"slurm\""), "{e}");
+    let e = err("[environments.esp32]\nexecutor = \"k8s\"");
+    assert!(e.contains("\"k8s\" is not an executor"), "{e}");
+    let e = err(
+        "[environments.esp32]\nexecutor = \"slurm\"\npartition = \"lab\"\nsrun_args = [\"--jobid=5\"]",
+    );
+    assert!(e.contains("set by the Slurm executor itself"), "{e}");
+    let e = err("[environments.esp32]\nexecutor = \"slurm\"\npartition = \"a b\"");
+    assert!(e.contains("must be one word"), "{e}");
+}
+
+#[test]
 fn an_unknown_testarena_variable_is_refused_by_name() {
     let load = |name: &str| {
         let env = [(name.to_owned(), "1".to_owned())];
