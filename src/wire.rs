@@ -40,7 +40,7 @@ pub struct QueueRecord {
     /// Only where the queue is shown with its tasks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tasks: Option<Vec<TaskRecord>>,
-    /// Only while it waits: why.
+    /// Only while it waits (or runs but its executor has not given it a board yet): why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_reason: Option<String>,
 }
@@ -119,7 +119,8 @@ impl ResetRecord {
 }
 
 impl QueueRecord {
-    /// `q` as the API shows it; `tasks` when given, `waiting_reason` when it waits.
+    /// `q` as the API shows it; `tasks` when given, `waiting_reason` when it waits (or runs but
+    /// waits for its executor's resources).
     pub fn new(q: &Queue, tasks: Option<&[Task]>, waiting_reason: Option<String>) -> QueueRecord {
         let r = &q.request;
         QueueRecord {
@@ -151,7 +152,8 @@ impl QueueRecord {
             started_at: q.started_at.map(rfc3339),
             status: q.status,
             tasks: tasks.map(|ts| ts.iter().map(TaskRecord::new).collect()),
-            waiting_reason: waiting_reason.filter(|_| q.status == Status::Waiting),
+            waiting_reason: waiting_reason
+                .filter(|_| matches!(q.status, Status::Waiting | Status::Running)),
         }
     }
 }

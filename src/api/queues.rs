@@ -22,8 +22,12 @@ const MAX_LIMIT: usize = 500;
 
 /// A queue as the API shows it; `tasks` only when given.
 pub fn queue_record(state: &AppState, q: &Queue, tasks: Option<&[Task]>) -> QueueRecord {
-    let waiting_reason =
-        (q.status == Status::Waiting).then(|| state.worker.waiting_reason(q, &state.config()));
+    let waiting_reason = match q.status {
+        Status::Waiting => Some(state.worker.waiting_reason(q, &state.config())),
+        // Claimed, but its executor has not given it a board yet.
+        Status::Running => state.worker.noted(&q.id),
+        _ => None,
+    };
     QueueRecord::new(q, tasks, waiting_reason)
 }
 

@@ -41,6 +41,9 @@ struct Occupancy {
     aborted: HashMap<QueueId, String>,
     /// Boards running now, in every queue.
     boards: usize,
+    /// What a running queue waits for before its build or boards can start (its executor has
+    /// not granted it resources yet), in words.
+    notes: HashMap<QueueId, String>,
 }
 
 impl WorkerHandle {
@@ -91,9 +94,24 @@ impl WorkerHandle {
         token
     }
 
+    /// Says what a running queue waits for (`None`: nothing any more).
+    pub fn note(&self, id: &QueueId, note: Option<String>) {
+        let mut o = self.lock();
+        match note {
+            Some(note) if o.running.contains_key(id) => o.notes.insert(id.clone(), note),
+            _ => o.notes.remove(id),
+        };
+    }
+
+    /// What a running queue waits for, if anything.
+    pub fn noted(&self, id: &QueueId) -> Option<String> {
+        self.lock().notes.get(id).cloned()
+    }
+
     /// Unregisters a finished run.
     pub fn finish(&self, id: &QueueId) {
         let mut o = self.inner.lock().expect("occupancy lock");
+        o.notes.remove(id);
         o.running.remove(id);
         o.tokens.remove(id);
         o.aborted.remove(id);
