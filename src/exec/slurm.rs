@@ -14,7 +14,7 @@
 //! single-node cluster, `tests/it/slurm_cluster.rs`):
 //!
 //! - Console: stdin and stdout lines pass through without `--unbuffered` (a line round trip
-//!   through srun and slurmstepd: 0.1–0.3 ms). Without it slurmstepd forwards whole lines only:
+//!   through srun and slurmstepd: 0.1–3.3 ms, the other tests running). Without it slurmstepd forwards whole lines only:
 //!   a prompt without a newline ("login: ") arrives with the rest of its line (2 s later in the
 //!   measurement; with `--unbuffered`, at once). The runner's console is line-based, so nothing
 //!   is lost; a scenario that waits for an unterminated prompt would need `--unbuffered`.
@@ -29,7 +29,7 @@
 //! - `SIGTERM` to srun: the task gets `SIGKILL` at once, never `SIGTERM` (srun exits 137, the
 //!   step is gone within 0.1 s). So a graceful stop is `scancel --signal=TERM <job>.<step>`, the
 //!   grace period, then `scancel --signal=KILL`: a task that ignores `SIGTERM` is gone, and no
-//!   longer listed, 1.2 s after the cancel with a 1 s grace. `SIGINT` once only makes srun print
+//!   longer listed, 1.06–1.19 s after the cancel began, with a 1 s grace. `SIGINT` once only makes srun print
 //!   the step's status.
 //! - srun forks a helper that cancels the step when srun alone dies, even by `SIGKILL` (the task
 //!   is killed at once; squeue lists the step 2–7 s more). When srun and the helper both die
@@ -46,7 +46,8 @@
 //! - A controller that does not answer: every client command fails with "Unable to contact
 //!   slurm controller (connect failure)" after retrying for `MessageTimeout` (10 s by default:
 //!   squeue 18 s, salloc, srun and scancel 9 s; 2 s and 1 s with `MessageTimeout=2`).
-//! - Cost of a step: `true` takes 44 ms as a step against 1.7 ms spawned locally (median of 20).
+//! - Cost of a step: `true` takes 39–44 ms as a step against 1.6–1.7 ms spawned locally (median
+//!   of 20 runs, two runs of the test).
 //!
 //! - `args`  the command lines of salloc, srun, squeue and scancel (pure)
 //! - `parse` what those commands print: salloc's progress, squeue's rows, error texts (pure)
