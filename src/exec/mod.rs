@@ -21,6 +21,7 @@
 //! - `child`  a supervised child: spawn, wait, stop
 //! - `run`    one run with limits: timeout, silence watchdog, cancellation
 //! - `sandbox` the executor seam: repository code confined (bubblewrap) or not
+//! - `slurm`  Slurm as an executor: allocations, job steps, cancel by job id
 
 mod child;
 mod error;
@@ -29,6 +30,7 @@ mod group;
 mod lines;
 mod run;
 mod sandbox;
+pub mod slurm;
 mod spec;
 
 #[cfg(test)]

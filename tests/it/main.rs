@@ -30,6 +30,8 @@ mod rerun;
 mod retention;
 mod sandbox;
 mod server_log;
+mod slurm;
+mod slurm_cluster;
 mod statuses;
 mod store;
 mod worker;
