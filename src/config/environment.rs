@@ -50,8 +50,11 @@ pub struct SlurmEnv {
     pub partition: String,
     pub account: Option<String>,
     pub qos: Option<String>,
-    /// More `srun`/`salloc` options, e.g. `["--cpus-per-task=2"]`.
+    /// More `srun` options for every step, e.g. `["--cpus-per-task=2"]`.
     pub srun_args: Vec<String>,
+    /// The cluster's `slurm.conf` (`SLURM_CONF` of the Slurm commands); `None`: the server's
+    /// `SLURM_CONF`, else Slurm's default.
+    pub conf: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -72,6 +75,7 @@ pub(super) struct EnvLayer {
     pub account: Option<String>,
     pub qos: Option<String>,
     pub srun_args: Option<Vec<String>>,
+    pub slurm_conf: Option<std::path::PathBuf>,
 }
 
 impl EnvLayer {
@@ -197,6 +201,7 @@ fn executor(origin: &str, name: &str, e: &EnvLayer) -> Result<ExecutorKind, Conf
         ("account", e.account.is_some()),
         ("qos", e.qos.is_some()),
         ("srun_args", e.srun_args.is_some()),
+        ("slurm_conf", e.slurm_conf.is_some()),
     ];
     match e.executor.as_deref().unwrap_or("local") {
         "local" => match slurm_keys.iter().find(|(_, set)| *set) {
@@ -260,6 +265,7 @@ fn executor(origin: &str, name: &str, e: &EnvLayer) -> Result<ExecutorKind, Conf
                 account: word("account", &e.account)?,
                 qos: word("qos", &e.qos)?,
                 srun_args,
+                conf: e.slurm_conf.clone(),
             }))
         }
         other => Err(invalid(

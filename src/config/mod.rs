@@ -351,7 +351,8 @@ impl Builder {
                 partition,
                 account,
                 qos,
-                srun_args
+                srun_args,
+                slurm_conf
             );
         }
         self

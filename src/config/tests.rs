@@ -162,6 +162,7 @@ fn the_slurm_executor_and_its_keys() {
             account: None,
             qos: Some("fast".into()),
             srun_args: vec!["--cpus-per-task=2".into()],
+            conf: None,
         })
     );
     assert_eq!(

@@ -42,6 +42,8 @@ pub struct Child {
     group_empty: bool,
     /// Tells the pipe readers to give up on end of file after a short while.
     drain: CancellationToken,
+    /// The work's own stop where it runs elsewhere, awaited once before the local signals.
+    stop_first: Option<super::spec::StopFirst>,
 }
 
 impl Child {
@@ -88,6 +90,7 @@ impl Child {
             kill_at: None,
             group_empty: false,
             drain,
+            stop_first: spec.stop_first.clone(),
         };
         Ok((child, rx))
     }
@@ -141,6 +144,12 @@ impl Child {
     pub async fn stop(&mut self, grace: Duration) -> Exit {
         self.stdin = None;
         self.grace = grace;
+        // Work that runs elsewhere stops there first, with its grace; then the relay here.
+        if self.leader.is_none()
+            && let Some(stop) = self.stop_first.take()
+        {
+            (stop.0)(grace).await;
+        }
         if let Some(kill_at) = &mut self.kill_at {
             // Already stopping (a cancelled call, or leftovers): keep the earlier deadline.
             *kill_at = (*kill_at).min(Instant::now() + grace);

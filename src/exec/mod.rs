@@ -47,7 +47,7 @@ pub use group::become_subreaper;
 pub use lines::{Line, Stream};
 pub use run::{Ending, Limits, run};
 pub use sandbox::{Bwrap, Confinement, Executor, SandboxError, Unavailable, Unconfined};
-pub use spec::Spec;
+pub use spec::{Spec, StopFirst};
 
 use std::time::Duration;
 

@@ -66,7 +66,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Child, DEFAULT_GRACE, DEFAULT_MAX_LINE, Exit, Limits, Spec, Stream};
+use super::{Child, DEFAULT_GRACE, DEFAULT_MAX_LINE, Exit, Limits, Spec, StopFirst, Stream};
 use parse::SallocEvent;
 
 pub use parse::{JobState, slurm_message, srun_error};
@@ -368,7 +368,24 @@ impl Slurm {
         if let Some(conf) = self.conf_path() {
             env.push(("SLURM_CONF".into(), conf.to_string_lossy().into_owned()));
         }
-        Spec { argv, env, ..spec }
+        // Signalling srun kills its step at once: a stop goes through scancel first, with the
+        // grace the caller gives.
+        let (slurm, job, step) = (self.clone(), alloc.job, name.to_owned());
+        let stop_first = StopFirst(std::sync::Arc::new(move |grace| {
+            let (mut slurm, step) = (slurm.clone(), step.clone());
+            slurm.grace = grace;
+            Box::pin(async move {
+                if let Err(e) = slurm.cancel_step(job, &step).await {
+                    tracing::warn!(job = %job, step = %step, error = %e, "cannot cancel a Slurm step");
+                }
+            })
+        }));
+        Spec {
+            argv,
+            env,
+            stop_first: Some(stop_first),
+            ..spec
+        }
     }
 
     /// Stops the steps of `job` named `name`: `SIGTERM` to them, up to the grace period for them

@@ -1,7 +1,11 @@
 //! What to run: an argv, a working directory, extra environment, and whether stdin is piped.
 
+use std::fmt;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::process::Stdio;
+use std::sync::Arc;
 
 use tokio::process::Command;
 
@@ -33,7 +37,32 @@ pub struct Spec {
     /// Start from an empty environment plus `PATH`, `LANG`, `TERM` and `env` (repository code);
     /// otherwise the server's environment less its private variables (git).
     pub clean_env: bool,
+    /// How to stop the command's real work where it runs (a Slurm step on another node) before
+    /// its local process is signalled; `None` for a command that runs here.
+    pub stop_first: Option<StopFirst>,
 }
+
+/// A graceful stop of work that runs elsewhere: given the grace period, it ends that work
+/// (`SIGTERM`, the grace, `SIGKILL`, confirmed gone). [`super::Child::stop`] awaits it before it
+/// signals the local process, which only relays (signalling `srun` kills its step at once).
+#[derive(Clone)]
+pub struct StopFirst(
+    pub Arc<dyn Fn(std::time::Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>,
+);
+
+impl fmt::Debug for StopFirst {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StopFirst")
+    }
+}
+
+impl PartialEq for StopFirst {
+    fn eq(&self, other: &StopFirst) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for StopFirst {}
 
 impl Spec {
     pub fn new(argv: Vec<String>, cwd: impl Into<PathBuf>) -> Self {
@@ -43,6 +72,7 @@ impl Spec {
             env: Vec::new(),
             stdin: false,
             clean_env: false,
+            stop_first: None,
         }
     }
 

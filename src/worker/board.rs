@@ -10,6 +10,7 @@ use tokio::process::ChildStdin;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::site::Site;
 use crate::config::ConsoleKind;
 use crate::exec::{self, Child, Ending, Limits, Line, Spec};
 use crate::logs::LogWriter;
@@ -18,6 +19,8 @@ use crate::scenario::{Console, ConsoleEvent, Host, HostOutcome};
 /// A running simulator whose console the runner drives.
 pub struct Board {
     child: Child,
+    /// Its executor's own messages (srun's) on stderr: log lines, never the console.
+    relay: bool,
     /// The simulator's own output; it is the console when the console is stdio.
     output: mpsc::Receiver<Line>,
     console: ConsoleIo,
@@ -50,6 +53,8 @@ pub struct BootSpec<'a> {
     pub boot_timeout: Duration,
     pub max_line: usize,
     pub grace: Duration,
+    /// Where the board runs (its executor's own messages are kept out of the console).
+    pub site: &'a Site,
 }
 
 impl Board {
@@ -65,6 +70,7 @@ impl Board {
         let stdin = child.take_stdin();
         let mut board = Board {
             child,
+            relay: !matches!(b.site, Site::Local),
             output,
             console: ConsoleIo::Stdio(stdin),
             log: log.clone(),
@@ -296,10 +302,20 @@ impl Console for Board {
             return ConsoleEvent::Exited(how.clone());
         }
         match &mut self.console {
-            ConsoleIo::Stdio(_) => match self.output.recv().await {
-                Some(line) => ConsoleEvent::Line(line.text),
-                // Output ended: the board is gone (wait() is cancel-safe).
-                None => self.board_gone().await,
+            ConsoleIo::Stdio(_) => loop {
+                match self.output.recv().await {
+                    // srun's own messages: the log's, not the console's.
+                    Some(line)
+                        if self.relay
+                            && line.stream == exec::Stream::Stderr
+                            && exec::slurm::slurm_message(&line.text) =>
+                    {
+                        self.log.line(&line.text);
+                    }
+                    Some(line) => return ConsoleEvent::Line(line.text),
+                    // Output ended: the board is gone (wait() is cancel-safe).
+                    None => return self.board_gone().await,
+                }
             },
             ConsoleIo::Socket { lines, .. } => loop {
                 tokio::select! {

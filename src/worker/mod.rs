@@ -18,6 +18,7 @@ mod mirror;
 mod pipeline;
 mod retention;
 mod scheduler;
+mod site;
 mod space;
 mod step;
 mod tasks;

@@ -18,9 +18,10 @@ use tokio_util::sync::CancellationToken;
 use super::Deps;
 use super::checkout;
 use super::mirror::Mirrors;
+use super::site::{self, Site};
 use super::step::{StepCtx, StepError, command_env, repo_command};
 use super::tasks;
-use crate::config::Environment;
+use crate::config::{Environment, ExecutorKind};
 use crate::exec::{Ending, Spec};
 use crate::layout::{Layout, QueueDir};
 use crate::logs::{LogWriter, marker};
@@ -132,7 +133,13 @@ async fn steps(
     log: &LogWriter,
     cancel: &CancellationToken,
 ) -> Result<Status, StepError> {
-    let ctx = StepCtx { deps, log, cancel };
+    let local = Site::Local;
+    let ctx = StepCtx {
+        deps,
+        log,
+        cancel,
+        site: &local,
+    };
     let env = deps
         .config
         .environment(&queue.request.environment)
@@ -160,10 +167,30 @@ async fn steps(
     if let Err(e) = deps.store.set_resolved_commit(&queue.id, commit).await {
         tracing::warn!(queue = %queue.id, error = %e, "cannot record the resolved commit");
     }
-    step(&ctx, "build", build(&ctx, queue, &env, &repo_dir)).await?;
+    // Where builds and boards run: a Slurm allocation is asked for here, after the checkout;
+    // waiting for it is not running (no build or boot timeout runs meanwhile).
+    let site = match &env.executor {
+        ExecutorKind::Local => Site::Local,
+        ExecutorKind::Slurm(slurm) => site::allocate(&ctx, queue, slurm).await?,
+    };
+    let ctx = StepCtx { site: &site, ..ctx };
+    let result = build_and_test(&ctx, queue, &env, &repo_dir, &dir).await;
+    // Given back whatever ended the run.
+    site.release(&ctx).await;
+    result
+}
 
-    let task_list = tasks::prepare(deps, queue, &repo_dir, log).await?;
-    let (all_passed, errored) = run_tasks(&ctx, queue, &env, &repo_dir, &dir, &task_list).await?;
+async fn build_and_test(
+    ctx: &StepCtx<'_>,
+    queue: &Queue,
+    env: &Environment,
+    repo_dir: &PathBuf,
+    dir: &QueueDir,
+) -> Result<Status, StepError> {
+    step(ctx, "build", build(ctx, queue, env, repo_dir)).await?;
+
+    let task_list = tasks::prepare(ctx.deps, queue, repo_dir, ctx.log).await?;
+    let (all_passed, errored) = run_tasks(ctx, queue, env, repo_dir, dir, &task_list).await?;
     // A task that could not run its tests (an invalid scenario file, a board that did not
     // boot) is the infrastructure's failure, not a test's: the queue ends `error`.
     if !errored.is_empty() {
@@ -266,8 +293,20 @@ async fn build(
     spec.env = command_env(queue, env, repo_dir);
     let spec = repo_command(&*ctx.deps.sandbox, spec, repo_dir, env.build_network)
         .map_err(|e| StepError::Error(e.to_string()))?;
-    match ctx.run(&spec, Some(env.build_timeout), |_| {}).await? {
+    let spec = ctx.site.place(spec, "build", Some(env.build_timeout));
+    // A build that ends because its executor failed (Slurm did not answer, ended the job)
+    // says so instead of "build failed".
+    let mut executor_failure = None;
+    let ending = ctx
+        .run(&spec, Some(env.build_timeout), |line| {
+            if let Some(why) = ctx.site.failure(&line) {
+                executor_failure.get_or_insert(why);
+            }
+        })
+        .await?;
+    match ending {
         Ending::Exited(exit) if exit.success() => Ok(()),
+        Ending::Exited(_) if let Some(why) = executor_failure => Err(StepError::Error(why)),
         Ending::Exited(exit) => Err(StepError::Error(format!("build failed ({exit})"))),
         Ending::TimedOut(_) => Err(StepError::Error(format!(
             "build timed out after {} (build_timeout of environment {})",

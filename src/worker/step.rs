@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::Deps;
+use super::site::Site;
 use crate::config::Environment;
 use crate::exec::{self, Confinement, Ending, Executor, Limits, Line, SandboxError, Spec};
 use crate::logs::LogWriter;
@@ -47,6 +48,8 @@ pub struct StepCtx<'a> {
     pub deps: &'a Deps,
     pub log: &'a LogWriter,
     pub cancel: &'a CancellationToken,
+    /// Where builds and boards run (this host, or the queue's Slurm allocation).
+    pub site: &'a Site,
 }
 
 impl StepCtx<'_> {

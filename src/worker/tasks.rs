@@ -115,11 +115,7 @@ pub async fn run_task(
         .writer(LogOf::Task(&queue.id, &task.id))
         .map_err(|e| StepError::Error(format!("cannot open the log of task {name}: {e}")))?
         .copying_to(ctx.log.clone(), prefix);
-    let task_ctx = StepCtx {
-        deps,
-        log: &log,
-        cancel: ctx.cancel,
-    };
+    let task_ctx = StepCtx { log: &log, ..*ctx };
     let result = on_board(&task_ctx, queue, env, repo_dir, queue_dir, prepared).await;
     // Closed before the task's end is recorded (see `end_task`); a cancelled task's log closes
     // here, and its end is recorded with the queue's.
@@ -170,7 +166,10 @@ async fn on_board(
     // A tcp: console is reached in the host's network namespace; nothing else gets a network.
     let network = matches!(env.console, ConsoleKind::Tcp(_));
     let spec = match repo_command(&*deps.sandbox, spec, repo_dir, network) {
-        Ok(spec) => spec,
+        // On Slurm, a step of the queue's allocation; its time limit covers boot and scenario.
+        Ok(spec) => ctx
+            .site
+            .place(spec, name, Some(env.boot_timeout + scenario.timeout)),
         Err(e) => {
             let why = format!("cannot start the simulator: {e}");
             return end_task(ctx, queue, task, &task_dir, Status::Error, Some(why)).await;
@@ -185,6 +184,7 @@ async fn on_board(
         boot_timeout: env.boot_timeout,
         max_line: w.max_line,
         grace: w.kill_grace,
+        site: ctx.site,
     };
     let booted = Board::boot(boot, ctx.log, ctx.cancel).await;
     let mut board = match booted {

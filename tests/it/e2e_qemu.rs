@@ -26,7 +26,7 @@ const TOOLS: [(&str, &str); 4] = [
 ];
 
 /// Fails (never skips) when a program is missing, naming the package to install.
-fn require_tools() {
+pub(crate) fn require_tools() {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let missing: Vec<String> = TOOLS
         .iter()
@@ -42,7 +42,7 @@ fn require_tools() {
 }
 
 /// Builds the demo firmware repository in `dir` and returns its path.
-fn demo_repo(dir: &Path) -> PathBuf {
+pub(crate) fn demo_repo(dir: &Path) -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo-repo.sh");
     let out = Command::new(script)
         .arg(dir.join("demo"))

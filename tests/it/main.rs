@@ -32,6 +32,7 @@ mod sandbox;
 mod server_log;
 mod slurm;
 mod slurm_cluster;
+mod slurm_queues;
 mod statuses;
 mod store;
 mod worker;

@@ -69,6 +69,11 @@ impl Cluster {
         })
     }
 
+    /// The cluster's `slurm.conf`.
+    pub fn conf(&self) -> &std::path::Path {
+        &self.conf
+    }
+
     /// A client of this cluster, with short polls and a 1 s grace.
     pub fn slurm(&self) -> Slurm {
         let mut slurm = Slurm::new(PARTITION);

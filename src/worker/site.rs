@@ -1,0 +1,183 @@
+//! Where a run's builds and boards run: on this host, or as steps of the queue's own Slurm
+//! allocation (`[environments.X] executor = "slurm"`). The allocation is asked for before the
+//! build and given back when the run ends, whatever ended it; while Slurm has not granted it the
+//! queue says what it waits for (`waiting for a board: job 123 pending (Resources)`) and no
+//! build or boot timeout runs — only the queue's own timeout.
+//!
+//! `<run>` steps of the scenarios stay on the server (they drive the lab around the board).
+
+use std::time::Duration;
+
+use super::step::{StepCtx, StepError};
+use crate::config::SlurmEnv;
+use crate::exec::slurm::{Allocation, Slurm, SlurmError, Stop};
+use crate::exec::{Line, Spec, Stream};
+use crate::logs::marker;
+use crate::model::Queue;
+
+/// How long to wait before asking a Slurm that did not answer again.
+const RETRY: Duration = Duration::from_secs(5);
+
+/// Where a run's builds and boards run.
+pub enum Site {
+    /// Here, as the server's children.
+    Local,
+    /// As steps of the queue's allocation.
+    Slurm { slurm: Slurm, alloc: Allocation },
+}
+
+impl Site {
+    /// `spec` (already confined) as it is started for the step `step` (`build`, or a task's
+    /// name): unchanged here; as a job step of the allocation on Slurm, with `limit` as the
+    /// step's own time limit behind the server's.
+    pub fn place(&self, spec: Spec, step: &str, limit: Option<Duration>) -> Spec {
+        match self {
+            Site::Local => spec,
+            Site::Slurm { slurm, alloc } => {
+                let name = format!("{}/{step}", alloc.name);
+                slurm.step(alloc, spec, &name, limit)
+            }
+        }
+    }
+
+    /// Whether a line of a step's output is the executor's own message (srun's, slurmstepd's),
+    /// not the command's: it goes to the log, never to the console.
+    pub fn own_message(&self, line: &Line) -> bool {
+        matches!(self, Site::Slurm { .. })
+            && line.stream == Stream::Stderr
+            && crate::exec::slurm::slurm_message(&line.text)
+    }
+
+    /// Why a step that failed did: the executor (`executor unavailable: …`, the job ended),
+    /// when one of its lines says so.
+    pub fn failure(&self, line: &Line) -> Option<String> {
+        if !self.own_message(line) {
+            return None;
+        }
+        crate::exec::slurm::srun_error(&line.text).map(|e| match e {
+            SlurmError::Unavailable(detail) => format!("executor unavailable: {detail}"),
+            e => e.to_string(),
+        })
+    }
+
+    /// Where the work runs, for the log.
+    pub fn describe(&self) -> String {
+        match self {
+            Site::Local => "this host".into(),
+            Site::Slurm { alloc, .. } => format!("Slurm job {} ({})", alloc.job, alloc.name),
+        }
+    }
+
+    /// Gives the allocation back (its steps stopped with the grace, the job ended, confirmed).
+    pub async fn release(&self, ctx: &StepCtx<'_>) {
+        if let Site::Slurm { slurm, alloc } = self {
+            let job = alloc.job;
+            match slurm.release(alloc.clone()).await {
+                Ok(Stop::Killed) => ctx.log.line(&format!(
+                    "Slurm job {job} given back (a step had to be killed)"
+                )),
+                Ok(_) => ctx.log.line(&format!("Slurm job {job} given back")),
+                Err(e) => {
+                    tracing::error!(job = %job, error = %e, "cannot give a Slurm allocation back");
+                    ctx.log
+                        .line(&format!("cannot give Slurm job {job} back: {e}"));
+                }
+            }
+        }
+    }
+}
+
+/// The Slurm client for an environment's settings.
+pub fn slurm_for(env: &SlurmEnv, grace: Duration) -> Slurm {
+    let mut slurm = Slurm::new(env.partition.clone());
+    slurm.account = env.account.clone();
+    slurm.qos = env.qos.clone();
+    slurm.srun_args = env.srun_args.clone();
+    slurm.conf = env.conf.clone();
+    slurm.grace = grace;
+    slurm
+}
+
+/// The job name of a queue's allocation; its steps are `<name>/build` and `<name>/<task>`.
+pub fn job_name(queue: &Queue) -> String {
+    format!("testarena/{}", queue.id)
+}
+
+/// Asks Slurm for the queue's allocation and waits until it is granted, saying why meanwhile.
+/// A job of the same name left by a server that died is cancelled first. A Slurm that does not
+/// answer is asked again until it does, or until the run is cancelled: then, unless a user
+/// aborted or the server stops, the queue ends `error` "executor unavailable".
+pub async fn allocate(ctx: &StepCtx<'_>, queue: &Queue, env: &SlurmEnv) -> Result<Site, StepError> {
+    let deps = ctx.deps;
+    let slurm = slurm_for(env, deps.config.worker.kill_grace);
+    let name = job_name(queue);
+    let note = |text: String| {
+        ctx.log.line(&text);
+        deps.runs.note(&queue.id, Some(text));
+    };
+    let mut unavailable: Option<String> = None;
+    let result = loop {
+        if ctx.cancel.is_cancelled() {
+            break Err(SlurmError::Cancelled);
+        }
+        // What a dead server left under this queue's name goes first.
+        let attempt = async {
+            let left = slurm.cancel_by_name(&name).await?;
+            if !left.is_empty() {
+                let ids: Vec<String> = left.iter().map(ToString::to_string).collect();
+                ctx.log.line(&format!(
+                    "cancelled Slurm job {} left by an earlier run of this queue",
+                    ids.join(", ")
+                ));
+            }
+            slurm
+                .allocate(&name, deps.config.worker.queue_timeout, ctx.cancel, |w| {
+                    note(format!("waiting for a board: {w}"))
+                })
+                .await
+        };
+        match attempt.await {
+            Err(SlurmError::Unavailable(detail)) => {
+                note(format!(
+                    "waiting for a board: Slurm does not answer ({detail})"
+                ));
+                unavailable = Some(detail);
+                tokio::select! {
+                    () = ctx.cancel.cancelled() => {}
+                    () = tokio::time::sleep(RETRY) => {}
+                }
+            }
+            other => break other,
+        }
+    };
+    deps.runs.note(&queue.id, None);
+    match result {
+        Ok(alloc) => {
+            let site = Site::Slurm { slurm, alloc };
+            ctx.log.line(&marker(
+                "step",
+                "allocate",
+                &format!("passed ({})", site.describe()),
+            ));
+            Ok(site)
+        }
+        // The queue timeout while Slurm did not answer: the executor's failure, said so.
+        Err(SlurmError::Cancelled)
+            if unavailable.is_some()
+                && deps.runs.abort_reason(&queue.id).is_none()
+                && !deps.shutdown.is_cancelled() =>
+        {
+            Err(StepError::Error(format!(
+                "executor unavailable: {}",
+                unavailable.unwrap_or_default()
+            )))
+        }
+        Err(SlurmError::Cancelled) => Err(StepError::Cancelled),
+        Err(SlurmError::Unavailable(detail)) => {
+            Err(StepError::Error(format!("executor unavailable: {detail}")))
+        }
+        Err(e) => Err(StepError::Error(format!(
+            "cannot get a board from Slurm: {e}"
+        ))),
+    }
+}
