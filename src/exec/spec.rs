@@ -46,9 +46,10 @@ pub struct Spec {
 /// (`SIGTERM`, the grace, `SIGKILL`, confirmed gone). [`super::Child::stop`] awaits it before it
 /// signals the local process, which only relays (signalling `srun` kills its step at once).
 #[derive(Clone)]
-pub struct StopFirst(
-    pub Arc<dyn Fn(std::time::Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>,
-);
+pub struct StopFirst(pub Arc<dyn Fn(std::time::Duration) -> StopFuture + Send + Sync>);
+
+/// What a [`StopFirst`] returns: the stop, to await.
+pub type StopFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 impl fmt::Debug for StopFirst {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -23,7 +23,10 @@ pub enum Site {
     /// Here, as the server's children.
     Local,
     /// As steps of the queue's allocation.
-    Slurm { slurm: Slurm, alloc: Allocation },
+    Slurm {
+        slurm: Box<Slurm>,
+        alloc: Allocation,
+    },
 }
 
 impl Site {
@@ -153,7 +156,10 @@ pub async fn allocate(ctx: &StepCtx<'_>, queue: &Queue, env: &SlurmEnv) -> Resul
     deps.runs.note(&queue.id, None);
     match result {
         Ok(alloc) => {
-            let site = Site::Slurm { slurm, alloc };
+            let site = Site::Slurm {
+                slurm: Box::new(slurm),
+                alloc,
+            };
             ctx.log.line(&marker(
                 "step",
                 "allocate",
