@@ -64,8 +64,11 @@ fn jobs_named(cluster: &Cluster, name: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// (task, [(suite, test, status)]) of a queue, in task order.
-fn results(q: &Value) -> Vec<(String, Vec<(String, String, String)>)> {
+/// A task's name and its tests' (suite, test, status).
+type TaskResults = (String, Vec<(String, String, String)>);
+
+/// Every task's results, in task order.
+fn results(q: &Value) -> Vec<TaskResults> {
     let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
     q["tasks"]
         .as_array()
