@@ -294,6 +294,9 @@ async fn build(
     let spec = repo_command(&*ctx.deps.sandbox, spec, repo_dir, env.build_network)
         .map_err(|e| StepError::Error(e.to_string()))?;
     let spec = ctx.site.place(spec, "build", Some(env.build_timeout));
+    if let Some(place) = ctx.site.step_name("build") {
+        ctx.log.line(&format!("the build {place}"));
+    }
     // A build that ends because its executor failed (Slurm did not answer, ended the job)
     // says so instead of "build failed".
     let mut executor_failure = None;

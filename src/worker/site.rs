@@ -71,6 +71,17 @@ impl Site {
         }
     }
 
+    /// Where the step `step` runs, for its log: `None` here.
+    pub fn step_name(&self, step: &str) -> Option<String> {
+        match self {
+            Site::Local => None,
+            Site::Slurm { alloc, .. } => Some(format!(
+                "runs as step {}/{step} of Slurm job {}",
+                alloc.name, alloc.job
+            )),
+        }
+    }
+
     /// Gives the allocation back (its steps stopped with the grace, the job ended, confirmed).
     pub async fn release(&self, ctx: &StepCtx<'_>) {
         if let Site::Slurm { slurm, alloc } = self {

@@ -177,6 +177,9 @@ async fn on_board(
     };
     ctx.log
         .line(&marker("step", &format!("boot:{name}"), "started"));
+    if let Some(place) = ctx.site.step_name(name) {
+        ctx.log.line(&format!("the board {place}"));
+    }
     let boot = BootSpec {
         spec: &spec,
         console: &env.console,

@@ -122,6 +122,15 @@ async fn the_lab_firmware_passes_and_fails_on_slurm_exactly_as_it_does_here() {
         "{log}"
     );
     assert!(log.contains("given back"), "{log}");
+    // Each task's own log says where its board ran.
+    let pass =
+        std::fs::read_to_string(app.root.join(format!("queues/{id}/tasks/pass/task.log"))).unwrap();
+    assert!(
+        pass.contains(&format!(
+            "the board runs as step testarena/{id}/pass of Slurm job "
+        )),
+        "{pass}"
+    );
     assert!(
         !log.contains("srun:"),
         "srun's own lines stay out of the console: {log}"
