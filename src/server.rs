@@ -89,6 +89,11 @@ impl Server {
             state.live.clone(),
             tracker.clone(),
         ));
+        tracker.spawn(worker::executors_at_start(
+            state.config(),
+            recovered.clone(),
+            state.shutdown.clone(),
+        ));
         tracker.spawn(count_finished(state.clone(), finished_changes));
         tracker.spawn(state.retention().run(state.shutdown.clone()));
         tracker.spawn(crate::statuses::run(

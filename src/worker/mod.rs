@@ -30,6 +30,7 @@ pub use handle::WorkerHandle;
 pub use mirror::Mirrors;
 pub use retention::{Pass, Retention};
 pub use scheduler::Scheduler;
+pub use site::at_start as executors_at_start;
 pub use tasks::write_queue_report;
 
 use std::sync::Arc;

@@ -9,11 +9,12 @@
 use std::time::Duration;
 
 use super::step::{StepCtx, StepError};
-use crate::config::SlurmEnv;
+use crate::config::{Config, ExecutorKind, SlurmEnv};
 use crate::exec::slurm::{Allocation, Slurm, SlurmError, Stop};
 use crate::exec::{Line, Spec, Stream};
 use crate::logs::marker;
 use crate::model::Queue;
+use tokio_util::sync::CancellationToken;
 
 /// How long to wait before asking a Slurm that did not answer again.
 const RETRY: Duration = Duration::from_secs(5);
@@ -196,5 +197,48 @@ pub async fn allocate(ctx: &StepCtx<'_>, queue: &Queue, env: &SlurmEnv) -> Resul
         Err(e) => Err(StepError::Error(format!(
             "cannot get a board from Slurm: {e}"
         ))),
+    }
+}
+
+/// At start-up, for every environment on Slurm: the jobs of the queues a crash left running that
+/// ran out of attempts (in `recovered`, ended) are cancelled — a queue that runs again cancels
+/// its own before it asks for a new allocation of the same name, so those are left to it — and the data root is checked to be shared with the nodes
+/// (a step reads a marker the server wrote; the boards' checkouts and logs live there). Runs in
+/// the background: Slurm may be slow to answer, and the server serves meanwhile. What it finds
+/// is logged.
+pub async fn at_start(
+    config: std::sync::Arc<Config>,
+    recovered: Vec<Queue>,
+    shutdown: CancellationToken,
+) {
+    for env in config.environments.values() {
+        let ExecutorKind::Slurm(settings) = &env.executor else {
+            continue;
+        };
+        let slurm = slurm_for(settings, config.worker.kill_grace);
+        for queue in recovered
+            .iter()
+            .filter(|q| q.request.environment == env.name && q.status.is_terminal())
+        {
+            match slurm.cancel_by_name(&job_name(queue)).await {
+                Ok(jobs) if jobs.is_empty() => {}
+                Ok(jobs) => {
+                    tracing::info!(queue = %queue.id, ?jobs, "cancelled the Slurm jobs of a queue the last run left")
+                }
+                Err(e) => {
+                    tracing::warn!(queue = %queue.id, error = %e, "cannot cancel the Slurm jobs of a recovered queue")
+                }
+            }
+        }
+        match slurm.verify_shared_root(&config.root, &shutdown).await {
+            Ok(()) => {
+                tracing::info!(environment = %env.name, "the data root is shared with the Slurm nodes")
+            }
+            Err(e) => tracing::error!(
+                environment = %env.name,
+                error = %e,
+                "the data root must be on a file system every Slurm node mounts at the same path: its builds and boards cannot run"
+            ),
+        }
     }
 }
