@@ -366,3 +366,94 @@ async fn parallel_boards_run_as_concurrent_steps_of_one_allocation() {
     assert_eq!(allocations, 1, "one allocation for the queue: {log}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn after_kill_9_of_the_server_the_old_job_is_cancelled_and_the_queue_runs_again() {
+    use crate::cli::{Binary, start_with};
+    use std::process::Stdio;
+
+    let cluster = Cluster::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("gate");
+    // The board answers `gate` once the gate file exists: the first run waits there.
+    let board = format!(
+        "echo booting; echo READY; while read l; do case \"$l\" in gate) while [ ! -e '{}' ]; do sleep 0.05; done; echo opened;; esac; done",
+        gate.display()
+    );
+    let scenario = r#"<scenario name="gated"><suite name="s">
+  <test name="gate" timeout="60"><send>gate</send><expect>opened</expect></test>
+</suite></scenario>
+"#;
+    let repo = make_repo(dir.path(), &[("scenarios/gated.xml", scenario)]);
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}{}{}",
+            worker(1),
+            slurm_env(
+                cluster,
+                "farm",
+                &scripted(&board, "slurm-killed-server", "")
+            ),
+            crate::worker::UNCONFINED
+        ),
+    )
+    .unwrap();
+    let root = dir.path().join("root");
+    let client = testarena::http_client().build().unwrap();
+    let id = format!("killed-{}", std::process::id());
+    let name = format!("testarena/{id}");
+
+    let mut server: Binary = start_with(&root, Some(&config), &[], Stdio::null());
+    let r = client
+        .post(format!("http://{}/api/queues", server.addr))
+        .json(&json!({"id": id, "repo": repo.display().to_string(), "environment": "farm"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // Until the board is up on Slurm: the log stream says so.
+    let mut stream = client
+        .get(format!("http://{}/api/queues/{id}/log/stream", server.addr))
+        .send()
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    tokio::time::timeout(LIMIT, async {
+        while !seen.contains("=== step boot:gated passed") {
+            let chunk = stream
+                .chunk()
+                .await
+                .unwrap()
+                .expect("the stream stays open");
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await
+    .expect("the board boots on Slurm");
+    drop(stream);
+    let old = jobs_named(cluster, &name);
+    assert!(old.contains("RUNNING"), "{old}");
+    let old_job = old.split_whitespace().next().unwrap().to_owned();
+
+    // kill -9: nothing of the server runs its stop; the job stays in Slurm.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    assert!(jobs_named(cluster, &name).contains(&old_job));
+    std::fs::write(&gate, "open").unwrap();
+
+    let server = start_with(&root, Some(&config), &[], Stdio::null());
+    let q = crate::cli::wait_status(&client, &server, &id, "passed").await;
+    assert_eq!(q["attempt"], 2, "{q:#}");
+    let log = std::fs::read_to_string(root.join(format!("queues/{id}/queue.log"))).unwrap();
+    assert!(
+        log.contains(&format!(
+            "cancelled Slurm job {old_job} left by an earlier run of this queue"
+        )),
+        "{log}"
+    );
+    let now = jobs_named(cluster, &name);
+    assert!(!now.contains(&old_job), "the old job is gone: {now}");
+    drop(server);
+}
