@@ -359,8 +359,10 @@ async fn abort_kills_grandchildren_that_ignore_sigterm() {
     wait_log_line(&app, &id, "build-running").await;
     assert!(!processes_with(&token).is_empty(), "the grandchild runs");
     let took = app.abort(&id).await;
-    // grace (300 ms) plus a second.
-    assert!(took < Duration::from_millis(1300), "{:?}", took);
+    // Without SIGKILL after the grace (300 ms) the grandchild would hold the abort for its
+    // 600 s; the bound leaves room for a loaded machine (the suite runs QEMU and Slurm
+    // alongside), and the processes are checked gone below.
+    assert!(took < Duration::from_secs(10), "{:?}", took);
     assert!(
         processes_with(&token).is_empty(),
         "a process of the queue survived the abort"
