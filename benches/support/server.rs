@@ -18,13 +18,22 @@ pub struct Server {
     pub addr: SocketAddr,
     pub root: PathBuf,
     pub client: reqwest::Client,
+    /// From the spawn to the first `/healthz` that answered 200.
+    pub startup: Duration,
     _dir: tempfile::TempDir,
 }
 
 impl Server {
     pub async fn start(config: &str) -> Server {
+        Server::start_with(config, |_| {}).await
+    }
+
+    /// Starts the server after `prepare` has been given its (not yet existing) root, e.g. to put
+    /// a store file there.
+    pub async fn start_with(config: &str, prepare: impl FnOnce(&std::path::Path)) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().join("root");
+        prepare(&root);
         let config_file = dir.path().join("config.toml");
         std::fs::write(&config_file, config).expect("config");
         let addr = {
@@ -36,6 +45,7 @@ impl Server {
                 .map_or_else(|_| dir.path().join("server.log"), PathBuf::from),
         )
         .expect("server log");
+        let spawned = Instant::now();
         let child = Command::new(env!("CARGO_BIN_EXE_testarena"))
             .arg("serve")
             .arg("--root")
@@ -50,21 +60,27 @@ impl Server {
             .stderr(log)
             .spawn()
             .expect("the testarena binary starts");
-        let server = Server {
+        let mut server = Server {
             child,
             addr,
             root,
             client: testarena::http_client().build().expect("http client"),
+            startup: Duration::ZERO,
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = spawned + Duration::from_secs(120);
         loop {
             let up = server.client.get(server.url("/healthz")).send().await;
             if up.is_ok_and(|r| r.status().is_success()) {
+                server.startup = spawned.elapsed();
                 return server;
             }
+            assert!(
+                server.child.try_wait().expect("wait").is_none(),
+                "the server exited before it answered"
+            );
             assert!(Instant::now() < deadline, "the server did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 

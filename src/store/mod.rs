@@ -43,6 +43,7 @@ use tokio::sync::{broadcast, oneshot, watch};
 pub use actor::{KEEP_EVENTS, MAX_EVENTS};
 pub use follow::{Feed, Follower};
 pub use reads::{BRANCH_SCAN, EventsAfter, Page};
+pub use tables::FORMAT;
 pub use writes::{Enqueued, RerunOnly};
 
 use crate::model::{

@@ -42,7 +42,7 @@ pub(super) const META_SCHEMA: &str = "schema";
 /// re-runs (`queues-v3`); 4: the id index, the status index and the counts in the file
 /// (`ids-v1`, `statuses-v1`, `counts-v1`) instead of rebuilt in memory at every start. A build
 /// refuses a file of a newer format.
-pub(super) const FORMAT: u64 = 4;
+pub const FORMAT: u64 = 4;
 
 /// A status's key in `STATUSES` and `COUNTS`. Spelled out, never derived from the enum's order:
 /// these numbers are in files.
