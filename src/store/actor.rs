@@ -14,7 +14,7 @@ use tokio::sync::{broadcast, oneshot, watch};
 use super::StoreError;
 use super::codec;
 use super::index::{self, Counts};
-use super::tables::{COUNTS, EVENTS, IDS, META, META_SEQ, QUEUES, STATUSES, TASKS, WAITING};
+use super::tables::{EVENTS, IDS, META, META_SEQ, QUEUES, STATUSES, TASKS, WAITING};
 use crate::model::{Change, QueueId, Status, TaskId, now_millis};
 
 /// Most jobs folded into one commit.
@@ -45,7 +45,6 @@ pub(crate) struct Tables<'t> {
     pub(super) meta: Table<'t, &'static str, u64>,
     pub(super) ids: Table<'t, &'static str, u64>,
     pub(super) statuses: Table<'t, (u8, u64), ()>,
-    pub(super) counts: Table<'t, u8, u64>,
 }
 
 impl<'t> Tables<'t> {
@@ -58,7 +57,6 @@ impl<'t> Tables<'t> {
             meta: txn.open_table(META)?,
             ids: txn.open_table(IDS)?,
             statuses: txn.open_table(STATUSES)?,
-            counts: txn.open_table(COUNTS)?,
         })
     }
 }
@@ -342,7 +340,7 @@ fn run_jobs(txn: &WriteTransaction, jobs: Vec<Job>) -> Result<Ran, StoreError> {
     if dirty && poisoned.is_none() {
         let saved = (|| -> Result<(), StoreError> {
             t.meta.insert(META_SEQ, seq)?;
-            counts.save(&mut t.counts)?;
+            counts.save(&mut t.meta)?;
             let len = t.events.len()?;
             if len > MAX_EVENTS {
                 // Not the changes whose commit statuses are still to post (the outbox).

@@ -1,5 +1,5 @@
 //! The indexes of `QUEUES`, kept in the file: queue id → arrival seq (`IDS`), (status, arrival
-//! seq) (`STATUSES`) and the number of queues per status (`COUNTS`).
+//! seq) (`STATUSES`) and the number of queues per status (in `META`).
 //!
 //! Every write that adds, removes or moves a queue changes them in the same transaction
 //! (`writes.rs` through [`Batch`](super::actor::Batch)), so opening a file reads none of them
@@ -18,7 +18,7 @@ use redb::{ReadTransaction, ReadableTable, Table, WriteTransaction};
 
 use super::StoreError;
 use super::codec;
-use super::tables::{COUNTS, IDS, QUEUES, STATUSES, status_code};
+use super::tables::{IDS, META, QUEUES, STATUSES, meta_count, status_code};
 use crate::model::{Queue, Status};
 
 /// The key of the queue that arrived `seq` in the status index, while it is in `status`.
@@ -48,19 +48,16 @@ impl Counts {
         self.0[usize::from(status_code(status))] += delta;
     }
 
-    /// Writes the changed counts into `table`.
-    pub(super) fn save(&self, table: &mut Table<'_, u8, u64>) -> Result<(), StoreError> {
-        for (code, delta) in (0u8..).zip(self.0) {
+    /// Writes the changed counts into `meta`.
+    pub(super) fn save(&self, meta: &mut Table<'_, &'static str, u64>) -> Result<(), StoreError> {
+        for status in Status::ALL {
+            let delta = self.0[usize::from(status_code(status))];
             if delta == 0 {
                 continue;
             }
-            let now = table.get(code)?.map_or(0, |v| v.value());
-            let new = now.saturating_add_signed(delta);
-            if new == 0 {
-                table.remove(code)?;
-            } else {
-                table.insert(code, new)?;
-            }
+            let key = meta_count(status);
+            let now = meta.get(key)?.map_or(0, |v| v.value());
+            meta.insert(key, now.saturating_add_signed(delta))?;
         }
         Ok(())
     }
@@ -68,10 +65,10 @@ impl Counts {
 
 /// Queues per status in `txn`'s snapshot, in the order of `Status::ALL`.
 pub(super) fn counts(txn: &ReadTransaction) -> Result<Vec<(Status, u64)>, StoreError> {
-    let table = txn.open_table(COUNTS)?;
+    let meta = txn.open_table(META)?;
     let mut out = Vec::with_capacity(Status::ALL.len());
     for status in Status::ALL {
-        let n = table.get(status_code(status))?.map_or(0, |v| v.value());
+        let n = meta.get(meta_count(status))?.map_or(0, |v| v.value());
         out.push((status, n));
     }
     Ok(out)
@@ -83,7 +80,7 @@ pub(super) fn build(txn: &WriteTransaction) -> Result<u64, StoreError> {
     let queues = txn.open_table(QUEUES)?;
     let mut ids = txn.open_table(IDS)?;
     let mut statuses = txn.open_table(STATUSES)?;
-    let mut counts = txn.open_table(COUNTS)?;
+    let mut meta = txn.open_table(META)?;
     let mut per_status = Counts::default();
     let mut n = 0;
     for entry in queues.iter()? {
@@ -94,7 +91,7 @@ pub(super) fn build(txn: &WriteTransaction) -> Result<u64, StoreError> {
         per_status.add(q.status, 1);
         n += 1;
     }
-    per_status.save(&mut counts)?;
+    per_status.save(&mut meta)?;
     Ok(n)
 }
 

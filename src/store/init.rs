@@ -9,8 +9,7 @@ use super::codec;
 use super::index;
 use super::legacy::QueueV2;
 use super::tables::{
-    COUNTS, EVENTS, FORMAT, IDS, META, META_SCHEMA, META_SEQ, QUEUES, STATUSES, TASKS, WAITING, v1,
-    v2,
+    EVENTS, FORMAT, IDS, META, META_SCHEMA, META_SEQ, QUEUES, STATUSES, TASKS, WAITING, v1, v2,
 };
 use crate::model::Queue;
 
@@ -40,7 +39,6 @@ pub(super) fn init(db: &Database) -> Result<u64, StoreError> {
         txn.open_table(EVENTS)?;
         txn.open_table(IDS)?;
         txn.open_table(STATUSES)?;
-        txn.open_table(COUNTS)?;
         drop(meta);
         match migrate {
             Some(1) => migrate_v1(&txn)?,

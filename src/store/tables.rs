@@ -7,15 +7,14 @@
 //! - `IDS`         queue id → arrival seq (a read by id: one lookup, then `QUEUES`)
 //! - `STATUSES`    (status code, arrival seq) → () (a listing filtered by status, newest first;
 //!   the queues start-up recovery looks for: a range of the index, never a scan of `QUEUES`)
-//! - `COUNTS`      status code → number of queues in that status (the dashboard's, the metrics'
-//!   and retention's counts)
 //! - `WAITING`     (−priority, arrival seq) → queue id (claiming: highest priority, then oldest)
 //! - `TASKS`       (queue arrival seq, index) → encoded [`crate::model::Task`] (scenario order;
 //!   keyed by arrival so that a new queue's tasks are appended, not scattered)
 //! - `EVENTS`      change seq → encoded [`crate::model::Change`] (SSE resume; the commit-status
 //!   outbox: see `outbox.rs`)
 //! - `META`        name → number (the sequence counter, the schema version, the commit-status
-//!   sender's position in `EVENTS`)
+//!   sender's position in `EVENTS`, and the number of queues per status: the dashboard's, the
+//!   metrics' and retention's counts, in the table every commit writes anyway)
 
 use redb::TableDefinition;
 
@@ -28,7 +27,6 @@ pub(super) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("eve
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta-v1");
 pub(super) const IDS: TableDefinition<&str, u64> = TableDefinition::new("ids-v1");
 pub(super) const STATUSES: TableDefinition<(u8, u64), ()> = TableDefinition::new("statuses-v1");
-pub(super) const COUNTS: TableDefinition<u8, u64> = TableDefinition::new("counts-v1");
 
 /// `META` key of the last sequence number handed out (changes and arrivals share it).
 pub(super) const META_SEQ: &str = "seq";
@@ -40,12 +38,26 @@ pub(super) const META_SCHEMA: &str = "schema";
 /// The file format this build writes. 1: queues keyed by id (`queues-v1`, `arrivals-v1`);
 /// 2: queues keyed by arrival (`queues-v2`); 3: queues with their origin, resolved commit and
 /// re-runs (`queues-v3`); 4: the id index, the status index and the counts in the file
-/// (`ids-v1`, `statuses-v1`, `counts-v1`) instead of rebuilt in memory at every start. A build
+/// (`ids-v1`, `statuses-v1`, [`meta_count`]) instead of rebuilt in memory at every start. A build
 /// refuses a file of a newer format.
 pub const FORMAT: u64 = 4;
 
-/// A status's key in `STATUSES` and `COUNTS`. Spelled out, never derived from the enum's order:
-/// these numbers are in files.
+/// The `META` key of the number of queues in `status`. Spelled out: these names are in files.
+pub(super) fn meta_count(status: Status) -> &'static str {
+    match status {
+        Status::Waiting => "queues.waiting",
+        Status::Running => "queues.running",
+        Status::Passed => "queues.passed",
+        Status::Failed => "queues.failed",
+        Status::Error => "queues.error",
+        Status::TimedOut => "queues.timed_out",
+        Status::Aborted => "queues.aborted",
+        Status::Skipped => "queues.skipped",
+    }
+}
+
+/// A status's key in `STATUSES`. Spelled out, never derived from the enum's order: these
+/// numbers are in files.
 pub(super) fn status_code(status: Status) -> u8 {
     match status {
         Status::Waiting => 0,
@@ -85,24 +97,15 @@ pub(super) mod v1 {
 mod tests {
     use super::*;
 
-    /// The codes are in files: a change here is a change of the file format.
+    /// The codes and the count keys are in files: a change here is a change of the file format.
     #[test]
-    fn status_codes_are_fixed_and_distinct() {
+    fn status_codes_and_count_keys_are_fixed_and_distinct() {
         let codes: Vec<u8> = Status::ALL.into_iter().map(status_code).collect();
         assert_eq!(codes, [0, 1, 2, 3, 4, 5, 6, 7]);
-        let names: Vec<&str> = Status::ALL.into_iter().map(Status::as_str).collect();
-        assert_eq!(
-            names,
-            [
-                "waiting",
-                "running",
-                "passed",
-                "failed",
-                "error",
-                "timed_out",
-                "aborted",
-                "skipped"
-            ]
-        );
+        for status in Status::ALL {
+            assert_eq!(meta_count(status), format!("queues.{status}"));
+        }
+        let keys = [META_SEQ, META_STATUSES, META_SCHEMA];
+        assert!(keys.iter().all(|k| !k.starts_with("queues.")));
     }
 }
