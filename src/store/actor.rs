@@ -6,6 +6,7 @@
 //! `kill -9`. Folding is what makes that cheap: one fsync serves every write of the batch.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 
 use redb::{ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
@@ -163,10 +164,28 @@ pub(super) struct Publisher {
     pub replies: Option<tokio::runtime::Handle>,
 }
 
+/// How many commits the writer made, and how many writes they held (the batches' size).
+#[derive(Default)]
+pub(super) struct Stats {
+    commits: AtomicU64,
+    writes: AtomicU64,
+}
+
+impl Stats {
+    /// (commits, writes) so far.
+    pub(super) fn get(&self) -> (u64, u64) {
+        (
+            self.commits.load(Ordering::Relaxed),
+            self.writes.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// The writer thread's handles.
 pub(super) struct Writer {
     pub db: Arc<super::fault::DbSlot>,
     pub health: Arc<super::fault::Health>,
+    pub stats: Arc<Stats>,
     pub publisher: Publisher,
 }
 
@@ -258,6 +277,11 @@ fn commit_batch(writer: &Writer, jobs: Vec<Job>) -> Result<(), ()> {
             finishes, changes, ..
         }) => {
             let committed = txn.commit().map_err(StoreError::from);
+            if committed.is_ok() {
+                writer.stats.commits.fetch_add(1, Ordering::Relaxed);
+                let n = finishes.len() as u64;
+                writer.stats.writes.fetch_add(n, Ordering::Relaxed);
+            }
             (finishes, changes, committed)
         }
     };

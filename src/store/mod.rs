@@ -156,6 +156,7 @@ pub struct Store {
 struct Inner {
     db: Arc<fault::DbSlot>,
     health: Arc<fault::Health>,
+    stats: Arc<actor::Stats>,
     // std::sync::Mutex: held only to clone or take the sender, never across an await.
     tx: Mutex<Option<mpsc::Sender<actor::Msg>>>,
     changes: broadcast::Sender<Change>,
@@ -181,9 +182,11 @@ impl Store {
         };
         let db = Arc::new(fault::DbSlot::new(path, db));
         let health = Arc::new(fault::Health::default());
+        let stats = Arc::new(actor::Stats::default());
         let writer = actor::Writer {
             db: db.clone(),
             health: health.clone(),
+            stats: stats.clone(),
             publisher,
         };
         let thread = std::thread::Builder::new()
@@ -194,6 +197,7 @@ impl Store {
             inner: Arc::new(Inner {
                 db,
                 health,
+                stats,
                 tx: Mutex::new(Some(tx)),
                 changes,
                 latest,
@@ -267,6 +271,12 @@ impl Store {
         answer
             .await
             .map_err(|_| self.fault().unwrap_or(StoreError::Unavailable))?
+    }
+
+    /// (commits, writes): how many durable commits the writer made since the store was opened,
+    /// and how many writes they held; writes per commit is how much the batching folds.
+    pub fn commit_stats(&self) -> (u64, u64) {
+        self.inner.stats.get()
     }
 
     /// The storage fault that makes writes fail now, if any (`/healthz`).
