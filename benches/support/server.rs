@@ -1,7 +1,9 @@
 //! What the memory benches share: the real `testarena` binary started on a free port with its
 //! own root (a separate process, so only the server is measured), its resident set from
 //! `/proc/PID/status`, and a sampler of its peak. Its stderr goes to a file in the temporary
-//! directory, or to `BENCH_SERVER_LOG` when set.
+//! directory, or to `BENCH_SERVER_LOG` when set; it logs at `warn`, or at `BENCH_SERVER_RUST_LOG`
+//! when set (`info` is the server's default: one access log line per request). `BENCH_SERVER_BIN`
+//! runs another build of the binary (to compare two builds with the same bench).
 
 #![allow(dead_code)]
 
@@ -46,7 +48,11 @@ impl Server {
         )
         .expect("server log");
         let spawned = Instant::now();
-        let child = Command::new(env!("CARGO_BIN_EXE_testarena"))
+        let bin = std::env::var_os("BENCH_SERVER_BIN").map_or_else(
+            || PathBuf::from(env!("CARGO_BIN_EXE_testarena")),
+            PathBuf::from,
+        );
+        let child = Command::new(bin)
             .arg("serve")
             .arg("--root")
             .arg(&root)
@@ -54,7 +60,10 @@ impl Server {
             .arg(addr.to_string())
             .arg("--config")
             .arg(&config_file)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_SERVER_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
