@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::model::Status;
 use crate::reload::Source;
 use crate::report::Reports;
-use crate::state::AppState;
+use crate::state::{AppState, Shared};
 use crate::store::Store;
 use crate::worker::{self, WorkerHandle};
 
@@ -67,7 +67,7 @@ impl Server {
             let config = config.clone();
             tokio::task::spawn_blocking(move || executor(&config)).await?
         };
-        let state = AppState {
+        let state = AppState::new(Shared {
             sandbox,
             logs: LogHub::with_echo(&config.root, config.echo_logs),
             reports: Reports::new().context("cannot load the report templates")?,
@@ -78,7 +78,7 @@ impl Server {
             worker: WorkerHandle::default(),
             metrics: Metrics::new(),
             shutdown: shutdown.clone(),
-        };
+        });
         // Queues that ran out of attempts ended `error` without a run to write their report.
         for q in recovered.iter().filter(|q| q.status.is_terminal()) {
             worker::write_queue_report(&state.worker_deps(), q).await;

@@ -12,9 +12,28 @@ use crate::report::Reports;
 use crate::store::Store;
 use crate::worker::handle::WorkerHandle;
 
-/// Cheap handles shared by the HTTP handlers, the worker and the status poster.
+/// Cheap handles shared by the HTTP handlers, the worker and the status poster: the
+/// [`Shared`] handles behind one `Arc`, so a clone (axum clones the state for every layer and
+/// extractor of every request) is one reference count, not one per handle.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct Shared {
     /// The configuration now (see [`AppState::config`]).
     pub live: LiveConfig,
     pub store: Store,

@@ -1,7 +1,9 @@
 //! What the memory benches share: the real `testarena` binary started on a free port with its
 //! own root (a separate process, so only the server is measured), its resident set from
 //! `/proc/PID/status`, and a sampler of its peak. Its stderr goes to a file in the temporary
-//! directory, or to `BENCH_SERVER_LOG` when set.
+//! directory, or to `BENCH_SERVER_LOG` when set; it logs at `warn`, or at `BENCH_SERVER_RUST_LOG`
+//! when set (`info` is the server's default: one access log line per request). `BENCH_SERVER_BIN`
+//! runs another build of the binary (to compare two builds with the same bench).
 
 #![allow(dead_code)]
 
@@ -18,13 +20,22 @@ pub struct Server {
     pub addr: SocketAddr,
     pub root: PathBuf,
     pub client: reqwest::Client,
+    /// From the spawn to the first `/healthz` that answered 200.
+    pub startup: Duration,
     _dir: tempfile::TempDir,
 }
 
 impl Server {
     pub async fn start(config: &str) -> Server {
+        Server::start_with(config, |_| {}).await
+    }
+
+    /// Starts the server after `prepare` has been given its (not yet existing) root, e.g. to put
+    /// a store file there.
+    pub async fn start_with(config: &str, prepare: impl FnOnce(&std::path::Path)) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().join("root");
+        prepare(&root);
         let config_file = dir.path().join("config.toml");
         std::fs::write(&config_file, config).expect("config");
         let addr = {
@@ -36,7 +47,12 @@ impl Server {
                 .map_or_else(|_| dir.path().join("server.log"), PathBuf::from),
         )
         .expect("server log");
-        let child = Command::new(env!("CARGO_BIN_EXE_testarena"))
+        let spawned = Instant::now();
+        let bin = std::env::var_os("BENCH_SERVER_BIN").map_or_else(
+            || PathBuf::from(env!("CARGO_BIN_EXE_testarena")),
+            PathBuf::from,
+        );
+        let child = Command::new(bin)
             .arg("serve")
             .arg("--root")
             .arg(&root)
@@ -44,27 +60,36 @@ impl Server {
             .arg(addr.to_string())
             .arg("--config")
             .arg(&config_file)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_SERVER_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("the testarena binary starts");
-        let server = Server {
+        let mut server = Server {
             child,
             addr,
             root,
             client: testarena::http_client().build().expect("http client"),
+            startup: Duration::ZERO,
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = spawned + Duration::from_secs(120);
         loop {
             let up = server.client.get(server.url("/healthz")).send().await;
             if up.is_ok_and(|r| r.status().is_success()) {
+                server.startup = spawned.elapsed();
                 return server;
             }
+            assert!(
+                server.child.try_wait().expect("wait").is_none(),
+                "the server exited before it answered"
+            );
             assert!(Instant::now() < deadline, "the server did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 

@@ -180,6 +180,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::from_accept(accept);
     let counts = state.store.counts().await?;
+    state.metrics.store_commits(state.store.commit_stats());
     let text = state.metrics.render(
         format,
         &counts,

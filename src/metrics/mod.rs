@@ -20,6 +20,9 @@
 //! - `testarena_retention_freed_bytes_total`  disk space those removals freed
 //! - `testarena_http_requests_total{route,method,status}`  requests answered, by the route's
 //!   template (`/api/queues/{id}`, `other` when none matched): the label values stay few
+//! - `testarena_store_commits_total`, `testarena_store_writes_total`  the store writer's durable
+//!   commits and the writes they held (set at scrape time): writes per commit is how much the
+//!   writer folds
 //! - `testarena_build_info{version}`  always 1
 //!
 //! The SSE guards (`sse`) also enforce `[api] max_sse_clients` and `max_sse_per_queue`.
@@ -134,6 +137,8 @@ struct Inner {
     retention_removed: Family<KindLabel, Counter>,
     retention_freed: Counter,
     requests: Family<RequestLabels, Counter>,
+    store_commits: Counter,
+    store_writes: Counter,
     /// Open SSE streams, in all and per queue log: what the limits are checked against.
     sse_open: Mutex<sse::SseOpen>,
 }
@@ -221,6 +226,18 @@ impl Metrics {
             "HTTP requests answered, by route template, method and status",
             requests.clone(),
         );
+        let store_commits = Counter::default();
+        registry.register(
+            "store_commits",
+            "Durable commits of the store's writer",
+            store_commits.clone(),
+        );
+        let store_writes = Counter::default();
+        registry.register(
+            "store_writes",
+            "Writes the store's commits held (each commit folds every write that was waiting)",
+            store_writes.clone(),
+        );
         registry.register(
             "build",
             "The running server's version",
@@ -244,6 +261,8 @@ impl Metrics {
                 retention_removed,
                 retention_freed,
                 requests,
+                store_commits,
+                store_writes,
                 sse_open: Mutex::default(),
             }),
         }
@@ -339,6 +358,19 @@ impl Metrics {
             .inc();
     }
 
+    /// The store's commits and the writes they held so far (`Store::commit_stats`), read at
+    /// scrape time.
+    pub fn store_commits(&self, (commits, writes): (u64, u64)) {
+        use std::sync::atomic::Ordering;
+        // The counters mirror the store's own: set, not added to.
+        let inner = &self.inner;
+        inner
+            .store_commits
+            .inner()
+            .store(commits, Ordering::Relaxed);
+        inner.store_writes.inner().store(writes, Ordering::Relaxed);
+    }
+
     /// The exposition in `format`, with the scrape-time gauges set from `counts` and the slots.
     pub fn render(
         &self,
@@ -421,6 +453,8 @@ mod tests {
         m.request(Some("/api/queues/{id}"), &Method::GET, 200);
         m.request(Some("/api/queues/{id}"), &Method::GET, 200);
         m.request(None, &Method::from_bytes(b"BREW").unwrap(), 404);
+        m.store_commits((3, 5));
+        m.store_commits((4, 70));
         let counts = [(Status::Waiting, 3), (Status::Passed, 1)];
         let version = env!("CARGO_PKG_VERSION");
         let lines = [
@@ -441,6 +475,8 @@ mod tests {
             "testarena_retention_freed_bytes_total 4096",
             "testarena_http_requests_total{route=\"/api/queues/{id}\",method=\"GET\",status=\"200\"} 2",
             "testarena_http_requests_total{route=\"other\",method=\"other\",status=\"404\"} 1",
+            "testarena_store_commits_total 4",
+            "testarena_store_writes_total 70",
             &format!("testarena_build_info{{version=\"{version}\"}} 1"),
         ];
         for format in [Format::Classic, Format::OpenMetrics] {

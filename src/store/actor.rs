@@ -6,6 +6,7 @@
 //! `kill -9`. Folding is what makes that cheap: one fsync serves every write of the batch.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 
 use redb::{ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
@@ -13,8 +14,8 @@ use tokio::sync::{broadcast, oneshot, watch};
 
 use super::StoreError;
 use super::codec;
-use super::ids::{Ids, Pending};
-use super::tables::{EVENTS, META, META_SEQ, QUEUES, TASKS, WAITING};
+use super::index::{self, Counts};
+use super::tables::{EVENTS, IDS, META, META_SEQ, QUEUES, STATUSES, TASKS, WAITING};
 use crate::model::{Change, QueueId, Status, TaskId, now_millis};
 
 /// Most jobs folded into one commit.
@@ -43,6 +44,8 @@ pub(crate) struct Tables<'t> {
     pub(super) tasks: Table<'t, (u64, u32), &'static [u8]>,
     pub(super) events: Table<'t, u64, &'static [u8]>,
     pub(super) meta: Table<'t, &'static str, u64>,
+    pub(super) ids: Table<'t, &'static str, u64>,
+    pub(super) statuses: Table<'t, (u8, u64), ()>,
 }
 
 impl<'t> Tables<'t> {
@@ -53,6 +56,8 @@ impl<'t> Tables<'t> {
             tasks: txn.open_table(TASKS)?,
             events: txn.open_table(EVENTS)?,
             meta: txn.open_table(META)?,
+            ids: txn.open_table(IDS)?,
+            statuses: txn.open_table(STATUSES)?,
         })
     }
 }
@@ -60,12 +65,10 @@ impl<'t> Tables<'t> {
 /// The state a job sees: the open tables, the sequence counter and the changes so far.
 pub(crate) struct Batch<'t> {
     pub(super) t: Tables<'t>,
-    ids: &'t Ids,
-    /// The batch's changes to the id index, applied once the batch is committed.
-    pending: Pending,
+    /// The batch's changes to the counts per status, saved when it ends.
+    counts: Counts,
     seq: u64,
     changes: Vec<Change>,
-    /// Set when a job failed half-way through a write: the whole batch is rolled back.
     /// Why the batch must be rolled back (a write failed on storage in the middle).
     poisoned: Option<StoreError>,
     /// Set by every write; a batch that wrote nothing is not committed (no fsync).
@@ -79,21 +82,38 @@ impl Batch<'_> {
     }
 
     /// The arrival seq of queue `id`, as this batch leaves it.
-    pub(super) fn seq_of(&self, id: &QueueId) -> Option<u64> {
-        match self.pending.get(id) {
-            Some(seq) => seq,
-            None => self.ids.get(id),
+    pub(super) fn seq_of(&self, id: &QueueId) -> Result<Option<u64>, StoreError> {
+        Ok(self.t.ids.get(id.as_str())?.map(|v| v.value()))
+    }
+
+    /// Keeps the indexes in step with queue `id` (arrival `seq`) moving from status `from` to
+    /// `to`: `from` `None` for a new queue, `to` `None` for a removed one.
+    pub(super) fn index(
+        &mut self,
+        id: &QueueId,
+        seq: u64,
+        from: Option<Status>,
+        to: Option<Status>,
+    ) -> Result<(), StoreError> {
+        self.dirty = true;
+        match (from, to) {
+            (None, _) => {
+                self.t.ids.insert(id.as_str(), seq)?;
+            }
+            (_, None) => {
+                self.t.ids.remove(id.as_str())?;
+            }
+            _ => {}
         }
-    }
-
-    /// Binds `id` to `seq` (`None`: removes it) once the batch is committed.
-    pub(super) fn index(&mut self, id: &QueueId, seq: Option<u64>) {
-        self.pending.bind(id, seq);
-    }
-
-    /// One more (`+1`) or one fewer (`-1`) queue in `status`, once the batch is committed.
-    pub(super) fn count(&mut self, status: Status, delta: i64) {
-        self.pending.count(status, delta);
+        if let Some(from) = from {
+            self.t.statuses.remove(index::status_key(from, seq))?;
+            self.counts.add(from, -1);
+        }
+        if let Some(to) = to {
+            self.t.statuses.insert(index::status_key(to, seq), ())?;
+            self.counts.add(to, 1);
+        }
+        Ok(())
     }
 
     /// Notes that the batch has written something and must be committed.
@@ -144,11 +164,28 @@ pub(super) struct Publisher {
     pub replies: Option<tokio::runtime::Handle>,
 }
 
+/// How many commits the writer made, and how many writes they held (the batches' size).
+#[derive(Default)]
+pub(super) struct Stats {
+    commits: AtomicU64,
+    writes: AtomicU64,
+}
+
+impl Stats {
+    /// (commits, writes) so far.
+    pub(super) fn get(&self) -> (u64, u64) {
+        (
+            self.commits.load(Ordering::Relaxed),
+            self.writes.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// The writer thread's handles.
 pub(super) struct Writer {
     pub db: Arc<super::fault::DbSlot>,
-    pub ids: Arc<Ids>,
     pub health: Arc<super::fault::Health>,
+    pub stats: Arc<Stats>,
     pub publisher: Publisher,
 }
 
@@ -198,7 +235,7 @@ pub(super) fn run(writer: Writer, rx: Receiver<Msg>) {
 
 /// Runs and commits one batch; `Err` after a storage fault (recorded in `health`).
 fn commit_batch(writer: &Writer, jobs: Vec<Job>) -> Result<(), ()> {
-    let (ids, publisher) = (&*writer.ids, &writer.publisher);
+    let publisher = &writer.publisher;
     let txn = match writer
         .db
         .get()
@@ -212,7 +249,7 @@ fn commit_batch(writer: &Writer, jobs: Vec<Job>) -> Result<(), ()> {
             return Err(());
         }
     };
-    let ran = run_jobs(&txn, ids, jobs);
+    let ran = run_jobs(&txn, jobs);
     let (finishes, changes, outcome) = match ran {
         Err(e) => {
             tracing::error!(error = %e, "store: cannot open the tables");
@@ -237,13 +274,14 @@ fn commit_batch(writer: &Writer, jobs: Vec<Job>) -> Result<(), ()> {
             (finishes, Vec::new(), Ok(()))
         }
         Ok(Ran {
-            finishes,
-            changes,
-            pending,
-            ..
+            finishes, changes, ..
         }) => {
-            // The id index changes with the commit, before anyone hears of the batch.
-            let committed = ids.commit(pending, || txn.commit().map_err(StoreError::from));
+            let committed = txn.commit().map_err(StoreError::from);
+            if committed.is_ok() {
+                writer.stats.commits.fetch_add(1, Ordering::Relaxed);
+                let n = finishes.len() as u64;
+                writer.stats.writes.fetch_add(n, Ordering::Relaxed);
+            }
             (finishes, changes, committed)
         }
     };
@@ -296,20 +334,19 @@ impl Drop for Answers {
 struct Ran {
     finishes: Vec<Finish>,
     changes: Vec<Change>,
-    pending: Pending,
     /// Why the batch must be rolled back (a write failed on storage in the middle).
     poisoned: Option<StoreError>,
     dirty: bool,
 }
 
-/// Runs the jobs against tables opened once; saves the counter and trims the event table.
-fn run_jobs(txn: &WriteTransaction, ids: &Ids, jobs: Vec<Job>) -> Result<Ran, StoreError> {
+/// Runs the jobs against tables opened once; saves the counter and the counts per status, and
+/// trims the event table.
+fn run_jobs(txn: &WriteTransaction, jobs: Vec<Job>) -> Result<Ran, StoreError> {
     let t = Tables::open(txn)?;
     let seq = t.meta.get(META_SEQ)?.map(|v| v.value()).unwrap_or(0);
     let mut batch = Batch {
         t,
-        ids,
-        pending: Pending::default(),
+        counts: Counts::default(),
         seq,
         changes: Vec::new(),
         poisoned: None,
@@ -318,8 +355,7 @@ fn run_jobs(txn: &WriteTransaction, ids: &Ids, jobs: Vec<Job>) -> Result<Ran, St
     let finishes: Vec<Finish> = jobs.into_iter().map(|job| job(&mut batch)).collect();
     let Batch {
         mut t,
-        ids: _,
-        pending,
+        counts,
         seq,
         changes,
         mut poisoned,
@@ -328,6 +364,7 @@ fn run_jobs(txn: &WriteTransaction, ids: &Ids, jobs: Vec<Job>) -> Result<Ran, St
     if dirty && poisoned.is_none() {
         let saved = (|| -> Result<(), StoreError> {
             t.meta.insert(META_SEQ, seq)?;
+            counts.save(&mut t.meta)?;
             let len = t.events.len()?;
             if len > MAX_EVENTS {
                 // Not the changes whose commit statuses are still to post (the outbox).
@@ -346,7 +383,6 @@ fn run_jobs(txn: &WriteTransaction, ids: &Ids, jobs: Vec<Job>) -> Result<Ran, St
     Ok(Ran {
         finishes,
         changes,
-        pending,
         poisoned,
         dirty,
     })

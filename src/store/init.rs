@@ -1,24 +1,20 @@
-//! Opening a database file: creates the tables, checks the schema, migrates the tables of
-//! earlier versions, and rebuilds the in-memory id index.
+//! Opening a database file: creates the tables, checks the file format, and migrates the tables
+//! of earlier formats. Nothing here reads the queues of a file of this format: opening costs the
+//! same whatever the history.
 
-use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableHandle, WriteTransaction,
-};
+use redb::{Database, ReadableTable, TableHandle, WriteTransaction};
 
 use super::StoreError;
 use super::codec;
-use super::ids::Ids;
+use super::index;
 use super::legacy::QueueV2;
-use super::tables::{EVENTS, FORMAT, META, META_SCHEMA, META_SEQ, QUEUES, TASKS, WAITING, v1, v2};
+use super::tables::{
+    EVENTS, FORMAT, IDS, META, META_SCHEMA, META_SEQ, QUEUES, STATUSES, TASKS, WAITING, v1, v2,
+};
 use crate::model::Queue;
 
-/// What an opened file holds: the last sequence number and the id index.
-pub(super) struct Opened {
-    pub seq: u64,
-    pub ids: Ids,
-}
-
-pub(super) fn init(db: &Database) -> Result<Opened, StoreError> {
+/// Prepares the file; returns the last sequence number it holds.
+pub(super) fn init(db: &Database) -> Result<u64, StoreError> {
     // One transaction: a crash during a migration leaves the file as it was.
     let txn = db.begin_write()?;
     let seq;
@@ -27,7 +23,7 @@ pub(super) fn init(db: &Database) -> Result<Opened, StoreError> {
         let format = meta.get(META_SCHEMA)?.map(|v| v.value());
         let migrate = match format {
             None | Some(FORMAT) => None,
-            Some(f @ (1 | 2)) => Some(f),
+            Some(f @ 1..FORMAT) => Some(f),
             Some(f) => {
                 return Err(StoreError::Other(format!(
                     "the database was written by a newer build (file format {f}; this build reads formats 1 to {FORMAT}): run that build, or start with another root"
@@ -41,18 +37,26 @@ pub(super) fn init(db: &Database) -> Result<Opened, StoreError> {
         txn.open_table(WAITING)?;
         txn.open_table(TASKS)?;
         txn.open_table(EVENTS)?;
+        txn.open_table(IDS)?;
+        txn.open_table(STATUSES)?;
         drop(meta);
         match migrate {
             Some(1) => migrate_v1(&txn)?,
-            Some(_) => migrate_v2(&txn)?,
-            None => {}
+            Some(2) => migrate_v2(&txn)?,
+            _ => {}
+        }
+        if let Some(from) = migrate {
+            // Formats 1 to 3 kept these in memory, rebuilt at every start.
+            let queues = index::build(&txn)?;
+            tracing::info!(
+                queues,
+                from,
+                "store: indexed the queues by id and by status, and counted them"
+            );
         }
     }
     txn.commit()?;
-    Ok(Opened {
-        seq,
-        ids: load_ids(db)?,
-    })
+    Ok(seq)
 }
 
 /// `queues-v1` (keyed by id) and `arrivals-v1` → `queues-v3` (keyed by arrival seq).
@@ -102,21 +106,10 @@ fn has_table(txn: &WriteTransaction, name: &str) -> Result<bool, StoreError> {
     Ok(txn.list_tables()?.any(|t| t.name() == name))
 }
 
-/// The id index and the counts per status, from every stored queue.
-fn load_ids(db: &Database) -> Result<Ids, StoreError> {
-    let txn = db.begin_read()?;
-    let queues = txn.open_table(QUEUES)?;
-    let mut all = Vec::with_capacity(queues.len()? as usize);
-    for entry in queues.iter()? {
-        let (seq, bytes) = entry?;
-        let q: Queue = codec::decode(bytes.value())?;
-        all.push((q.id, seq.value(), q.status));
-    }
-    Ok(Ids::new(all))
-}
-
 #[cfg(test)]
 mod tests {
+    use redb::{ReadableDatabase, ReadableTableMetadata};
+
     use super::*;
     use crate::model::{QueueId, QueueRequest, Status, Task, TaskId};
     use crate::store::Store;
@@ -192,6 +185,8 @@ mod tests {
         assert_eq!(got.queue, queue("alpha", 7));
         assert_eq!(got.tasks.len(), 1, "tasks stay with their queue");
         assert_eq!(got.tasks[0].scenario, "boot.xml");
+        let waiting_count = store.counts().await.unwrap()[0];
+        assert_eq!(waiting_count, (Status::Waiting, 2), "counted");
         let waiting: Vec<String> = store
             .waiting()
             .await
@@ -268,6 +263,75 @@ mod tests {
         assert!(!txn.list_tables().unwrap().any(|t| t.name() == "queues-v2"));
         let meta = txn.open_table(META).unwrap();
         assert_eq!(meta.get(META_SCHEMA).unwrap().unwrap().value(), FORMAT);
+    }
+
+    /// A file of format 3 (queues-v3, the indexes kept in memory) opens with the indexes and
+    /// the counts built from its queues, in the one transaction that raises its format:
+    /// readable by id, listed by status, the `running` one found by recovery.
+    #[tokio::test]
+    async fn migrates_format_3() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.redb");
+        let statuses = [
+            ("w1", 2, Status::Waiting),
+            ("p1", 3, Status::Passed),
+            ("r1", 5, Status::Running),
+            ("p2", 6, Status::Passed),
+            ("w2", 8, Status::Waiting),
+            ("f1", 9, Status::Failed),
+        ];
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut meta = txn.open_table(META).unwrap();
+                meta.insert(META_SCHEMA, 3).unwrap();
+                meta.insert(META_SEQ, 12).unwrap();
+                let mut queues = txn.open_table(QUEUES).unwrap();
+                let mut waiting = txn.open_table(WAITING).unwrap();
+                for (id, seq, status) in statuses {
+                    let q = Queue {
+                        status,
+                        ..queue(id, seq)
+                    };
+                    queues.insert(seq, codec::encode(&q).as_slice()).unwrap();
+                    if status == Status::Waiting {
+                        waiting.insert((0, seq), id).unwrap();
+                    }
+                }
+            }
+            txn.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        for (id, seq, status) in statuses {
+            let got = store.get(&QueueId::parse(id).unwrap()).await.unwrap();
+            let q = got.unwrap_or_else(|| panic!("{id} after migration")).queue;
+            assert_eq!((q.seq, q.status), (seq, status));
+        }
+        let count = |counts: &[(Status, u64)], s: Status| {
+            counts.iter().find(|c| c.0 == s).map_or(0, |c| c.1)
+        };
+        let counts = store.counts().await.unwrap();
+        assert_eq!(count(&counts, Status::Waiting), 2);
+        assert_eq!(count(&counts, Status::Passed), 2);
+        assert_eq!(count(&counts, Status::Running), 1);
+        assert_eq!(count(&counts, Status::Failed), 1);
+        let passed = store.list(Some(Status::Passed), 10, None).await.unwrap();
+        let listed: Vec<&str> = passed.items.iter().map(|q| q.id.as_str()).collect();
+        assert_eq!(listed, ["p2", "p1"]);
+        let recovered = store.recover(5).await.unwrap();
+        assert_eq!(recovered.len(), 1);
+        assert_eq!(recovered[0].id.as_str(), "r1");
+        let counts = store.counts().await.unwrap();
+        assert_eq!(count(&counts, Status::Running), 0);
+        assert_eq!(count(&counts, Status::Waiting), 3);
+        store.close().await;
+        drop(store);
+        let db = Database::open(&path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let meta = txn.open_table(META).unwrap();
+        assert_eq!(meta.get(META_SCHEMA).unwrap().unwrap().value(), FORMAT);
+        assert_eq!(txn.open_table(IDS).unwrap().len().unwrap(), 6);
     }
 
     /// A file of a newer format is refused with a message that says what to do, and is left

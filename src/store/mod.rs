@@ -1,8 +1,8 @@
 //! The redb store: typed records, one writer thread, and the change feed.
 //!
 //! - `tables` every table definition, `codec` the record encoding, `init` opening a file (format
-//!   check, migration, the id index), `ids` the in-memory queue id → arrival index, `actor` the
-//!   writer thread that folds concurrent writes into one commit, `writes` the write operations,
+//!   check, migration), `index` the queues' indexes in the file (id → arrival, by status, the
+//!   counts per status), `actor` the writer thread that folds concurrent writes into one commit, `writes` the write operations,
 //!   `reads` the read-only queries, `follow` the change-feed follower, `outbox` the commit
 //!   statuses' durable position in the feed, `fault` storage faults (the error that names the
 //!   cause, reopening the file, the health `/healthz` reports).
@@ -25,7 +25,7 @@ mod fault;
 mod follow;
 #[cfg(test)]
 mod golden_tests;
-mod ids;
+mod index;
 mod init;
 mod legacy;
 mod outbox;
@@ -43,6 +43,7 @@ use tokio::sync::{broadcast, oneshot, watch};
 pub use actor::{KEEP_EVENTS, MAX_EVENTS};
 pub use follow::{Feed, Follower};
 pub use reads::{BRANCH_SCAN, EventsAfter, Page};
+pub use tables::FORMAT;
 pub use writes::{Enqueued, RerunOnly};
 
 use crate::model::{
@@ -155,7 +156,7 @@ pub struct Store {
 struct Inner {
     db: Arc<fault::DbSlot>,
     health: Arc<fault::Health>,
-    ids: Arc<ids::Ids>,
+    stats: Arc<actor::Stats>,
     // std::sync::Mutex: held only to clone or take the sender, never across an await.
     tx: Mutex<Option<mpsc::Sender<actor::Msg>>>,
     changes: broadcast::Sender<Change>,
@@ -167,8 +168,7 @@ impl Store {
     /// Opens (or creates) `<path>` and starts the writer thread.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let db = Arc::new(Database::create(path)?);
-        let init::Opened { seq, ids } = init::init(&db)?;
-        let ids = Arc::new(ids);
+        let seq = init::init(&db)?;
         let (tx, rx) = mpsc::channel();
         let (changes, _) = broadcast::channel(4096);
         let (latest_tx, latest) = watch::channel(seq);
@@ -182,10 +182,11 @@ impl Store {
         };
         let db = Arc::new(fault::DbSlot::new(path, db));
         let health = Arc::new(fault::Health::default());
+        let stats = Arc::new(actor::Stats::default());
         let writer = actor::Writer {
             db: db.clone(),
-            ids: ids.clone(),
             health: health.clone(),
+            stats: stats.clone(),
             publisher,
         };
         let thread = std::thread::Builder::new()
@@ -196,7 +197,7 @@ impl Store {
             inner: Arc::new(Inner {
                 db,
                 health,
-                ids,
+                stats,
                 tx: Mutex::new(Some(tx)),
                 changes,
                 latest,
@@ -272,6 +273,12 @@ impl Store {
             .map_err(|_| self.fault().unwrap_or(StoreError::Unavailable))?
     }
 
+    /// (commits, writes): how many durable commits the writer made since the store was opened,
+    /// and how many writes they held; writes per commit is how much the batching folds.
+    pub fn commit_stats(&self) -> (u64, u64) {
+        self.inner.stats.get()
+    }
+
     /// The storage fault that makes writes fail now, if any (`/healthz`).
     pub fn fault(&self) -> Option<StoreError> {
         self.inner.health.fault()
@@ -286,10 +293,10 @@ impl Store {
     async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Database, &ids::Ids) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&*inner.db.get()?, &inner.ids))
+        tokio::task::spawn_blocking(move || f(&*inner.db.get()?))
             .await
             .map_err(|e| StoreError::Other(format!("read task failed: {e}")))?
     }
@@ -429,7 +436,7 @@ impl Store {
 
     pub async fn get(&self, id: &QueueId) -> Result<Option<QueueView>, StoreError> {
         let id = id.clone();
-        self.read(move |db, ids| reads::get(db, ids, &id)).await
+        self.read(move |db| reads::get(db, &id)).await
     }
 
     /// Newest first; `cursor` is the `next_cursor` of the previous page.
@@ -439,17 +446,15 @@ impl Store {
         limit: usize,
         cursor: Option<u64>,
     ) -> Result<Page, StoreError> {
-        self.read(move |db, _| reads::list(db, status, limit, cursor))
+        self.read(move |db| reads::list(db, status, limit, cursor))
             .await
     }
 
-    /// How many queues are in each status.
-    /// Kept up to date by every commit, so this reads no queue.
+    /// How many queues are in each status. Kept in the file by every commit that changes
+    /// them, so this reads no queue.
     pub async fn counts(&self) -> Result<Vec<(Status, u64)>, StoreError> {
-        Ok(self
-            .inner
-            .ids
-            .counts()
+        let counts = self.read(reads::counts).await?;
+        Ok(counts
             .into_iter()
             .filter(|(s, _)| *s != Status::Skipped)
             .collect())
@@ -466,22 +471,14 @@ impl Store {
         now: crate::model::Millis,
         max: usize,
     ) -> Result<Vec<Queue>, StoreError> {
-        let finished = self
-            .inner
-            .ids
-            .counts()
-            .into_iter()
-            .filter(|(s, _)| s.is_terminal())
-            .map(|(_, n)| n)
-            .sum();
-        let beyond = crate::model::Beyond::new(max_queues, max_age, finished, now);
-        self.read(move |db, _| reads::beyond_limits(db, beyond, max))
+        let beyond = move |finished| crate::model::Beyond::new(max_queues, max_age, finished, now);
+        self.read(move |db| reads::beyond_limits(db, beyond, max))
             .await
     }
 
     /// Waiting queues in claim order (highest priority, then oldest).
     pub async fn waiting(&self) -> Result<Vec<Queue>, StoreError> {
-        self.read(|db, _| reads::waiting(db)).await
+        self.read(reads::waiting).await
     }
 
     /// The newest queue (by arrival) of `repo` and `branch`, and of `environment` when given,
@@ -494,7 +491,7 @@ impl Store {
         environment: Option<String>,
         statuses: &'static [Status],
     ) -> Result<Option<Queue>, StoreError> {
-        self.read(move |db, _| {
+        self.read(move |db| {
             reads::newest_of_branch(db, &repo, &branch, environment.as_deref(), statuses)
         })
         .await
@@ -502,6 +499,6 @@ impl Store {
 
     /// Changes after `seq`, from the event table.
     pub async fn events_after(&self, seq: u64) -> Result<EventsAfter, StoreError> {
-        self.read(move |db, _| reads::events_after(db, seq)).await
+        self.read(move |db| reads::events_after(db, seq)).await
     }
 }

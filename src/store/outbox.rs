@@ -27,7 +27,7 @@ impl Store {
     /// The sender's position: every change up to this sequence number has had its commit status
     /// posted or passed over. `None` until a sender ran on this file.
     pub async fn statuses_cursor(&self) -> Result<Option<u64>, StoreError> {
-        self.read(|db, _| {
+        self.read(|db| {
             let txn = db.begin_read()?;
             let meta = txn.open_table(META)?;
             Ok(meta.get(META_STATUSES)?.map(|v| v.value()))
@@ -124,7 +124,7 @@ mod tests {
     /// (first seq, count) of the event table.
     async fn events(store: &Store) -> (u64, u64) {
         store
-            .read(|db, _| {
+            .read(|db| {
                 let txn = db.begin_read()?;
                 let events = txn.open_table(EVENTS)?;
                 let first = events.first()?.map_or(0, |(k, _)| k.value());

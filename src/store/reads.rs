@@ -4,8 +4,8 @@
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::codec;
-use super::ids::Ids;
-use super::tables::{EVENTS, QUEUES, TASKS, WAITING};
+use super::index;
+use super::tables::{EVENTS, IDS, QUEUES, STATUSES, TASKS, WAITING};
 use super::{QueueView, StoreError};
 use crate::model::{Beyond, Change, Queue, QueueId, Status, Task, Verdict};
 
@@ -38,12 +38,12 @@ fn queue(txn: &ReadTransaction, seq: u64) -> Result<Option<Queue>, StoreError> {
     }
 }
 
-pub(super) fn get(db: &Database, ids: &Ids, id: &QueueId) -> Result<Option<QueueView>, StoreError> {
-    // The lookup and the snapshot agree (see `ids`).
-    let Some((seq, txn)) = ids.snapshot(id, |seq| (seq, db.begin_read())) else {
+pub(super) fn get(db: &Database, id: &QueueId) -> Result<Option<QueueView>, StoreError> {
+    // The index and the queues in one snapshot (see `index`).
+    let txn = db.begin_read()?;
+    let Some(seq) = txn.open_table(IDS)?.get(id.as_str())?.map(|v| v.value()) else {
         return Ok(None);
     };
-    let txn = txn?;
     let Some(queue) = queue(&txn, seq)? else {
         return Ok(None);
     };
@@ -55,6 +55,8 @@ pub(super) fn get(db: &Database, ids: &Ids, id: &QueueId) -> Result<Option<Queue
     Ok(Some(QueueView { queue, tasks }))
 }
 
+/// Newest first, from before `cursor`: with a status, through the status index, so the page
+/// costs the same however many queues of other statuses lie between.
 pub(super) fn list(
     db: &Database,
     status: Option<Status>,
@@ -63,22 +65,45 @@ pub(super) fn list(
 ) -> Result<Page, StoreError> {
     let txn = db.begin_read()?;
     let queues = txn.open_table(QUEUES)?;
-    let upper = cursor.unwrap_or(u64::MAX);
     let mut items = Vec::new();
-    let mut next_cursor = None;
-    for entry in queues.range(..upper)?.rev() {
-        let q: Queue = codec::decode(entry?.1.value())?;
-        if status.is_some_and(|s| s != q.status) {
-            continue;
+    let mut more = false;
+    match status {
+        None => {
+            for entry in queues.range(..cursor.unwrap_or(u64::MAX))?.rev() {
+                if items.len() == limit {
+                    more = true;
+                    break;
+                }
+                items.push(codec::decode::<Queue>(entry?.1.value())?);
+            }
         }
-        if items.len() == limit {
-            // There is at least one more: the page ends after the last item taken.
-            next_cursor = items.last().map(|q: &Queue| q.seq);
-            break;
+        Some(status) => {
+            let statuses = txn.open_table(STATUSES)?;
+            for entry in statuses.range(index::of_status(status, cursor))?.rev() {
+                if items.len() == limit {
+                    more = true;
+                    break;
+                }
+                let seq = entry?.0.value().1;
+                // In the same snapshot as the index: always there.
+                if let Some(bytes) = queues.get(seq)? {
+                    items.push(codec::decode::<Queue>(bytes.value())?);
+                }
+            }
         }
-        items.push(q);
     }
+    // There is at least one more: the page ends after the last item taken.
+    let next_cursor = if more {
+        items.last().map(|q| q.seq)
+    } else {
+        None
+    };
     Ok(Page { items, next_cursor })
+}
+
+/// Queues per status, in the order of `Status::ALL`.
+pub(super) fn counts(db: &Database) -> Result<Vec<(Status, u64)>, StoreError> {
+    index::counts(&db.begin_read()?)
 }
 
 pub(super) fn waiting(db: &Database) -> Result<Vec<Queue>, StoreError> {
@@ -109,16 +134,23 @@ pub(super) fn events_after(db: &Database, seq: u64) -> Result<EventsAfter, Store
 
 /// The finished queues `beyond` judges to be beyond the retention limits, oldest first, at most
 /// `max`: a scan from the oldest queue that stops where `beyond` says nothing later can be.
+/// `beyond` is made from the number of finished queues in the same snapshot.
 pub(super) fn beyond_limits(
     db: &Database,
-    mut beyond: Beyond,
+    beyond: impl FnOnce(u64) -> Beyond,
     max: usize,
 ) -> Result<Vec<Queue>, StoreError> {
     let mut out = Vec::new();
+    let txn = db.begin_read()?;
+    let finished = index::counts(&txn)?
+        .into_iter()
+        .filter(|(s, _)| s.is_terminal())
+        .map(|(_, n)| n)
+        .sum();
+    let mut beyond = beyond(finished);
     if beyond.is_done() {
         return Ok(out);
     }
-    let txn = db.begin_read()?;
     let queues = txn.open_table(QUEUES)?;
     for entry in queues.iter()? {
         let q: Queue = codec::decode(entry?.1.value())?;

@@ -8,6 +8,7 @@ use redb::ReadableTable;
 
 use super::actor::{Batch, Tables};
 use super::codec;
+use super::index;
 use super::{ClaimFilter, QueueView, StoreError};
 use crate::model::{
     MAX_ID_LEN, Origin, Queue, QueueId, QueueRequest, Status, Task, TaskId, TestResult, now_millis,
@@ -23,7 +24,7 @@ pub enum Enqueued {
 
 pub(super) fn load_queue(b: &Batch<'_>, id: &QueueId) -> Result<Queue, StoreError> {
     let not_found = || StoreError::NotFound(id.to_string());
-    let seq = b.seq_of(id).ok_or_else(not_found)?;
+    let seq = b.seq_of(id)?.ok_or_else(not_found)?;
     let bytes = b.t.queues.get(seq)?.ok_or_else(not_found)?;
     Ok(codec::decode(bytes.value())?)
 }
@@ -70,9 +71,7 @@ fn set_status(b: &mut Batch<'_>, q: &mut Queue, to: Status) -> Result<(), StoreE
     let from = q.status;
     Status::queue_transition(from, to)?;
     let now = now_millis();
-    b.touch();
-    b.count(from, -1);
-    b.count(to, 1);
+    b.index(&q.id, q.seq, Some(from), Some(to))?;
     if from == Status::Waiting {
         b.t.waiting.remove(waiting_key(q))?;
     }
@@ -173,8 +172,7 @@ fn create(
     save_queue(b, &queue)?;
     insert_tasks(b, seq, &tasks)?;
     b.t.waiting.insert(waiting_key(&queue), id.as_str())?;
-    b.index(&id, Some(seq));
-    b.count(Status::Waiting, 1);
+    b.index(&id, seq, None, Some(Status::Waiting))?;
     Ok(QueueView { queue, tasks })
 }
 
@@ -259,7 +257,7 @@ fn rerun_id(b: &Batch<'_>, original: &Queue) -> Result<QueueId, StoreError> {
         let stem = base[..keep].trim_end_matches(['.', '-', '_']);
         let candidate = QueueId::parse(&format!("{stem}{suffix}"))
             .map_err(|e| StoreError::Other(format!("re-run id: {e}")))?;
-        if b.seq_of(&candidate).is_none() {
+        if b.seq_of(&candidate)?.is_none() {
             return Ok(candidate);
         }
     }
@@ -391,8 +389,7 @@ pub(super) fn delete(b: &mut Batch<'_>, id: &QueueId) -> Result<(), StoreError> 
     }
     b.touch();
     b.t.queues.remove(q.seq)?;
-    b.index(id, None);
-    b.count(q.status, -1);
+    b.index(id, q.seq, Some(q.status), None)?;
     if q.status == Status::Waiting {
         b.t.waiting.remove(waiting_key(&q))?;
     }
@@ -516,21 +513,33 @@ pub(super) fn requeue(
     Ok(q)
 }
 
+/// Finds the `running` queues in the status index (not among all queues: start-up costs the
+/// same whatever the history).
 pub(super) fn recover(b: &mut Batch<'_>, max_attempts: u32) -> Result<Vec<Queue>, StoreError> {
-    let running: Vec<QueueId> = {
-        let mut ids = Vec::new();
-        for entry in b.t.queues.iter()? {
-            let (_, v) = entry?;
-            let q: Queue = codec::decode(v.value())?;
-            if q.status == Status::Running {
-                ids.push(q.id);
-            }
+    let mut found = Vec::new();
+    let mut stale = Vec::new();
+    for entry in
+        b.t.statuses
+            .range(index::of_status(Status::Running, None))?
+    {
+        let (key, _) = entry?;
+        match b.t.queues.get(key.value().1)? {
+            Some(bytes) => found.push(codec::decode::<Queue>(bytes.value())?),
+            None => stale.push(key.value()),
         }
-        ids
-    };
+    }
+    // An index entry without its queue names nothing to recover; it must not stop the others.
+    for key in stale {
+        tracing::error!(
+            seq = key.1,
+            "store: a status index entry has no queue; removed"
+        );
+        b.touch();
+        b.t.statuses.remove(key)?;
+    }
     let mut out = Vec::new();
-    for id in running {
-        let q = load_queue(b, &id)?;
+    for q in found {
+        let id = q.id.clone();
         if q.attempt < max_attempts {
             out.push(requeue(
                 b,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use testarena::config::Config;
 use testarena::server::Server;
-use testarena::state::AppState;
+use testarena::state::{AppState, Shared};
 
 /// A running server with its own root; stopped (gracefully) by `stop` or on drop of the runtime.
 pub struct TestApp {
@@ -212,7 +212,7 @@ pub fn test_state(extra_toml: &str) -> (AppState, tempfile::TempDir) {
     allow_temp_repos(&mut config, extra_toml);
     std::fs::create_dir_all(dir.path().join("queues")).expect("queues dir");
     let store = testarena::store::Store::open(&dir.path().join("testarena.redb")).expect("store");
-    let state = AppState {
+    let state = AppState::new(Shared {
         logs: testarena::logs::LogHub::new(&config.root),
         reports: testarena::report::Reports::new().expect("templates"),
         sessions: testarena::auth::Sessions::new(config.auth.session_ttl),
@@ -223,7 +223,7 @@ pub fn test_state(extra_toml: &str) -> (AppState, tempfile::TempDir) {
         metrics: testarena::metrics::Metrics::new(),
         sandbox: std::sync::Arc::new(testarena::exec::Unconfined),
         shutdown: tokio_util::sync::CancellationToken::new(),
-    };
+    });
     (state, dir)
 }
 
