@@ -36,7 +36,10 @@ impl Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().join("root");
         prepare(&root);
-        let config_file = dir.path().join("config.toml");
+        // In a directory of its own: the server watches the config file's directory, and the
+        // log written beside it would wake the watcher at every line.
+        let config_file = dir.path().join("etc/config.toml");
+        std::fs::create_dir_all(dir.path().join("etc")).expect("config directory");
         std::fs::write(&config_file, config).expect("config");
         let addr = {
             let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
