@@ -17,8 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
 use server::{Server, median};
 
 const SCENARIOS: usize = 8;
@@ -93,39 +92,10 @@ async fn run_queue(repo: &Path, boards: usize) -> Run {
         }))
         .await;
     // The log stream's `end` event: the queue is finished.
-    let stream = server
-        .client
-        .get(server.url(&format!("/api/queues/{id}/log/stream")))
-        .send()
-        .await
-        .expect("log stream");
-    let mut body = stream.bytes_stream();
-    let mut seen = Vec::new();
-    while let Some(chunk) = body.next().await {
-        seen.extend_from_slice(&chunk.expect("stream"));
-        if seen.windows(10).any(|w| w == b"event: end") {
-            break;
-        }
-    }
+    let q = server.run_to_end(&id).await;
     let wall = started.elapsed();
-    let q: Value = server
-        .client
-        .get(server.url(&format!("/api/queues/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
     assert_eq!(q["status"], "passed", "{q:#}");
-    let time = |t: &Value, k: &str| {
-        let at = time::OffsetDateTime::parse(
-            t[k].as_str().unwrap(),
-            &time::format_description::well_known::Rfc3339,
-        )
-        .unwrap();
-        (at.unix_timestamp_nanos() / 1_000_000) as i64
-    };
+    let time = server::millis;
     let tasks = q["tasks"].as_array().unwrap();
     let first = tasks.iter().map(|t| time(t, "started_at")).min().unwrap();
     let last = tasks.iter().map(|t| time(t, "finished_at")).max().unwrap();

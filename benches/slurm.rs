@@ -16,31 +16,10 @@ mod server;
 #[allow(dead_code)]
 mod slurm_cluster;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-use futures_util::StreamExt;
 use serde_json::{Value, json};
-use server::{Server, median};
-
-fn demo_repo(dir: &Path) -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo-repo.sh");
-    let out = Command::new(script)
-        .arg(dir.join("lab"))
-        .output()
-        .expect("fixtures/demo-repo.sh runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
-fn millis(t: &Value, k: &str) -> f64 {
-    let at = time::OffsetDateTime::parse(
-        t[k].as_str().expect("a time"),
-        &time::format_description::well_known::Rfc3339,
-    )
-    .expect("RFC 3339");
-    (at.unix_timestamp_nanos() / 1_000_000) as f64
-}
+use server::{Server, median, millis};
 
 /// Runs one queue to its end; returns (task ms, queue ms).
 async fn run(server: &Server, repo: &Path, env: &str, n: usize) -> (f64, f64) {
@@ -53,35 +32,11 @@ async fn run(server: &Server, repo: &Path, env: &str, n: usize) -> (f64, f64) {
             "scenarios": ["scenarios/pass.xml"],
         }))
         .await;
-    let stream = server
-        .client
-        .get(server.url(&format!("/api/queues/{id}/log/stream")))
-        .send()
-        .await
-        .expect("log stream");
-    let mut body = stream.bytes_stream();
-    let mut seen = Vec::new();
-    while let Some(chunk) = body.next().await {
-        seen.extend_from_slice(&chunk.expect("stream"));
-        if seen.windows(10).any(|w| w == b"event: end") {
-            break;
-        }
-    }
-    let q: Value = server
-        .client
-        .get(server.url(&format!("/api/queues/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let q = server.run_to_end(&id).await;
     assert_eq!(q["status"], "passed", "{q:#}");
     let task = &q["tasks"][0];
-    (
-        millis(task, "finished_at") - millis(task, "started_at"),
-        millis(&q, "finished_at") - millis(&q, "started_at"),
-    )
+    let span = |v: &Value| (millis(v, "finished_at") - millis(v, "started_at")) as f64;
+    (span(task), span(&q))
 }
 
 fn main() {
@@ -96,7 +51,7 @@ fn main() {
         .expect("runtime");
     runtime.block_on(async {
         let dir = tempfile::tempdir().expect("temp dir");
-        let repo = demo_repo(dir.path());
+        let repo = server::demo_repo(dir.path());
         let config = format!(
             "[worker]\nslots = 1\nallowed_repos = [\"{allowed}/\"]\n\
              [environments.lab-slurm]\nbuild = [\"make\"]\n\

@@ -111,6 +111,30 @@ impl Server {
         assert_eq!(r.status(), 201, "{:?}", r.text().await);
     }
 
+    /// Follows the queue's log stream until its `end` event, then returns the queue's JSON.
+    pub async fn run_to_end(&self, id: &str) -> serde_json::Value {
+        use futures_util::StreamExt;
+        let stream = self
+            .client
+            .get(self.url(&format!("/api/queues/{id}/log/stream")))
+            .send()
+            .await
+            .expect("log stream");
+        let mut body = stream.bytes_stream();
+        let mut seen = Vec::new();
+        while let Some(chunk) = body.next().await {
+            seen.extend_from_slice(&chunk.expect("stream"));
+            if seen.windows(10).any(|w| w == b"event: end") {
+                break;
+            }
+        }
+        let r = self
+            .client
+            .get(self.url(&format!("/api/queues/{id}")))
+            .send();
+        r.await.expect("queue").json().await.expect("queue json")
+    }
+
     pub async fn metrics(&self) -> String {
         let r = self.client.get(self.url("/metrics")).send().await;
         r.expect("metrics").text().await.expect("metrics text")
@@ -204,4 +228,29 @@ pub fn status_kib(pid: u32, field: &str) -> u64 {
 pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
+}
+
+/// Milliseconds since the epoch of an RFC 3339 time field `k` of `v` (the API's times).
+pub fn millis(v: &serde_json::Value, k: &str) -> i64 {
+    let at = time::OffsetDateTime::parse(
+        v[k].as_str().expect("a time"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("RFC 3339");
+    (at.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// The demo firmware repository (`fixtures/demo-repo.sh`) under `dir`.
+pub fn demo_repo(dir: &std::path::Path) -> PathBuf {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo-repo.sh");
+    let out = Command::new(script)
+        .arg(dir.join("lab"))
+        .output()
+        .expect("fixtures/demo-repo.sh runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }

@@ -16,6 +16,28 @@ use crate::worker::{BOARD, make_repo, processes_with, wait_log_line};
 const LIMIT: Duration = Duration::from_secs(120);
 const GRACE: Duration = Duration::from_secs(1);
 
+const PING: &str = r#"<scenario name="ping"><suite name="s">
+  <test name="ping" timeout="10"><send>ping</send><expect>pong</expect></test>
+</suite></scenario>
+"#;
+
+/// An allocation named `name` held on the test cluster (`extra`: what it asks for), as another
+/// user's job or a dead server's would be.
+fn hold(cluster: &Cluster, name: &str, extra: &[&str]) {
+    let out = cluster
+        .command("salloc")
+        .args(["--no-shell", "--partition", PARTITION, "--time=5"])
+        .arg(format!("--job-name={name}"))
+        .args(extra)
+        .output()
+        .expect("salloc");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `[environments.NAME]` on the test cluster, with `rest` (build, simulate, ready, ...).
 fn slurm_env(cluster: &Cluster, name: &str, rest: &str) -> String {
     format!(
@@ -194,11 +216,7 @@ async fn abort_on_slurm_leaves_no_job_and_no_board_even_one_that_ignores_term() 
 async fn a_pending_allocation_waits_with_its_reason_and_no_timeout_runs() {
     let cluster = Cluster::shared();
     let dir = tempfile::tempdir().unwrap();
-    let ping = r#"<scenario name="ping"><suite name="s">
-  <test name="ping" timeout="10"><send>ping</send><expect>pong</expect></test>
-</suite></scenario>
-"#;
-    let repo = make_repo(dir.path(), &[("scenarios/ping.xml", ping)]);
+    let repo = make_repo(dir.path(), &[("scenarios/ping.xml", PING)]);
     // Short build and boot timeouts: waiting longer than both must not end the queue.
     let toml = format!(
         "{}{}",
@@ -214,22 +232,10 @@ async fn a_pending_allocation_waits_with_its_reason_and_no_timeout_runs() {
     let app = spawn_app_with(&toml).await;
     // Another job holds every CPU of the node.
     let holder = format!("testarena-it-holder-{}", std::process::id());
-    let out = cluster
-        .command("salloc")
-        .args([
-            "--no-shell",
-            "--partition",
-            PARTITION,
-            &format!("--job-name={holder}"),
-            &format!("--cpus-per-task={}", cluster.cpus),
-            "--time=5",
-        ])
-        .output()
-        .expect("salloc");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    hold(
+        cluster,
+        &holder,
+        &[&format!("--cpus-per-task={}", cluster.cpus)],
     );
     let release_holder = || {
         let _ = cluster
@@ -272,30 +278,11 @@ async fn a_pending_allocation_waits_with_its_reason_and_no_timeout_runs() {
 async fn a_job_a_dead_server_left_is_cancelled_before_the_queue_runs_again() {
     let cluster = Cluster::shared();
     let dir = tempfile::tempdir().unwrap();
-    let ping = r#"<scenario name="ping"><suite name="s">
-  <test name="ping" timeout="10"><send>ping</send><expect>pong</expect></test>
-</suite></scenario>
-"#;
-    let repo = make_repo(dir.path(), &[("scenarios/ping.xml", ping)]);
+    let repo = make_repo(dir.path(), &[("scenarios/ping.xml", PING)]);
     let id = format!("left-{}", std::process::id());
     let name = format!("testarena/{id}");
     // What a server killed mid-run leaves: its queue's allocation, still held.
-    let out = cluster
-        .command("salloc")
-        .args([
-            "--no-shell",
-            "--partition",
-            PARTITION,
-            &format!("--job-name={name}"),
-            "--time=5",
-        ])
-        .output()
-        .expect("salloc");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    hold(cluster, &name, &[]);
     let old = jobs_named(cluster, &name);
     assert!(old.contains("RUNNING"), "{old}");
     let old_job = old.split_whitespace().next().unwrap().to_owned();
