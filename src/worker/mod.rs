@@ -8,8 +8,11 @@
 //!   `trash` removes trees and counts the space freed
 //! - `tasks`     scenarios of a queue: validation, one board per scenario, results and reports
 //! - `board`     the simulator as the runner's console; `<run>` steps as the runner's host
-//! - `step`      what the steps share (log, cancellation, limits)
+//! - `step`      what the steps share (log, cancellation, limits, where they run)
+//! - `site`      where builds and boards run: this host, or the queue's Slurm allocation;
+//!   `allocate` gets that allocation
 
+mod allocate;
 mod board;
 mod checkout;
 mod ending;

@@ -16,9 +16,10 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Deps;
+use super::allocate;
 use super::checkout;
 use super::mirror::Mirrors;
-use super::site::{self, Site};
+use super::site::Site;
 use super::step::{StepCtx, StepError, command_env, repo_command};
 use super::tasks;
 use crate::config::{Environment, ExecutorKind};
@@ -171,12 +172,12 @@ async fn steps(
     // waiting for it is not running (no build or boot timeout runs meanwhile).
     let site = match &env.executor {
         ExecutorKind::Local => Site::Local,
-        ExecutorKind::Slurm(slurm) => site::allocate(&ctx, queue, slurm).await?,
+        ExecutorKind::Slurm(slurm) => allocate::allocate(&ctx, queue, slurm).await?,
     };
     let ctx = StepCtx { site: &site, ..ctx };
     let result = build_and_test(&ctx, queue, &env, &repo_dir, &dir).await;
     // Given back whatever ended the run.
-    site.release(&ctx).await;
+    site.release(ctx.log).await;
     result
 }
 

@@ -8,16 +8,12 @@
 
 use std::time::Duration;
 
-use super::step::{StepCtx, StepError};
 use crate::config::{Config, ExecutorKind, SlurmEnv};
 use crate::exec::slurm::{Allocation, Slurm, SlurmError, Stop};
 use crate::exec::{Line, Spec, Stream};
-use crate::logs::marker;
+use crate::logs::LogWriter;
 use crate::model::Queue;
 use tokio_util::sync::CancellationToken;
-
-/// How long to wait before asking a Slurm that did not answer again.
-const RETRY: Duration = Duration::from_secs(5);
 
 /// Where a run's builds and boards run.
 pub enum Site {
@@ -84,18 +80,17 @@ impl Site {
     }
 
     /// Gives the allocation back (its steps stopped with the grace, the job ended, confirmed).
-    pub async fn release(&self, ctx: &StepCtx<'_>) {
+    pub async fn release(&self, log: &LogWriter) {
         if let Site::Slurm { slurm, alloc } = self {
             let job = alloc.job;
             match slurm.release(alloc.clone()).await {
-                Ok(Stop::Killed) => ctx.log.line(&format!(
+                Ok(Stop::Killed) => log.line(&format!(
                     "Slurm job {job} given back (a step had to be killed)"
                 )),
-                Ok(_) => ctx.log.line(&format!("Slurm job {job} given back")),
+                Ok(_) => log.line(&format!("Slurm job {job} given back")),
                 Err(e) => {
                     tracing::error!(job = %job, error = %e, "cannot give a Slurm allocation back");
-                    ctx.log
-                        .line(&format!("cannot give Slurm job {job} back: {e}"));
+                    log.line(&format!("cannot give Slurm job {job} back: {e}"));
                 }
             }
         }
@@ -116,88 +111,6 @@ pub fn slurm_for(env: &SlurmEnv, grace: Duration) -> Slurm {
 /// The job name of a queue's allocation; its steps are `<name>/build` and `<name>/<task>`.
 pub fn job_name(queue: &Queue) -> String {
     format!("testarena/{}", queue.id)
-}
-
-/// Asks Slurm for the queue's allocation and waits until it is granted, saying why meanwhile.
-/// A job of the same name left by a server that died is cancelled first. A Slurm that does not
-/// answer is asked again until it does, or until the run is cancelled: then, unless a user
-/// aborted or the server stops, the queue ends `error` "executor unavailable".
-pub async fn allocate(ctx: &StepCtx<'_>, queue: &Queue, env: &SlurmEnv) -> Result<Site, StepError> {
-    let deps = ctx.deps;
-    let slurm = slurm_for(env, deps.config.worker.kill_grace);
-    let name = job_name(queue);
-    let note = |text: String| {
-        ctx.log.line(&text);
-        deps.runs.note(&queue.id, Some(text));
-    };
-    let mut unavailable: Option<String> = None;
-    let result = loop {
-        if ctx.cancel.is_cancelled() {
-            break Err(SlurmError::Cancelled);
-        }
-        // What a dead server left under this queue's name goes first.
-        let attempt = async {
-            let left = slurm.cancel_by_name(&name).await?;
-            if !left.is_empty() {
-                let ids: Vec<String> = left.iter().map(ToString::to_string).collect();
-                ctx.log.line(&format!(
-                    "cancelled Slurm job {} left by an earlier run of this queue",
-                    ids.join(", ")
-                ));
-            }
-            slurm
-                .allocate(&name, deps.config.worker.queue_timeout, ctx.cancel, |w| {
-                    note(format!("waiting for a board: {w}"))
-                })
-                .await
-        };
-        match attempt.await {
-            Err(SlurmError::Unavailable(detail)) => {
-                note(format!(
-                    "waiting for a board: Slurm does not answer ({detail})"
-                ));
-                unavailable = Some(detail);
-                tokio::select! {
-                    () = ctx.cancel.cancelled() => {}
-                    () = tokio::time::sleep(RETRY) => {}
-                }
-            }
-            other => break other,
-        }
-    };
-    deps.runs.note(&queue.id, None);
-    match result {
-        Ok(alloc) => {
-            let site = Site::Slurm {
-                slurm: Box::new(slurm),
-                alloc,
-            };
-            ctx.log.line(&marker(
-                "step",
-                "allocate",
-                &format!("passed ({})", site.describe()),
-            ));
-            Ok(site)
-        }
-        // The queue timeout while Slurm did not answer: the executor's failure, said so.
-        Err(SlurmError::Cancelled)
-            if unavailable.is_some()
-                && deps.runs.abort_reason(&queue.id).is_none()
-                && !deps.shutdown.is_cancelled() =>
-        {
-            Err(StepError::Error(format!(
-                "executor unavailable: {}",
-                unavailable.unwrap_or_default()
-            )))
-        }
-        Err(SlurmError::Cancelled) => Err(StepError::Cancelled),
-        Err(SlurmError::Unavailable(detail)) => {
-            Err(StepError::Error(format!("executor unavailable: {detail}")))
-        }
-        Err(e) => Err(StepError::Error(format!(
-            "cannot get a board from Slurm: {e}"
-        ))),
-    }
 }
 
 /// At start-up, for every environment on Slurm: the jobs of the queues a crash left running that
