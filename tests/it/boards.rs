@@ -217,14 +217,18 @@ async fn max_boards_holds_across_two_queues() {
     let dir = tempfile::tempdir().unwrap();
     let count = dir.path().join("boards-now");
     std::fs::create_dir_all(&count).unwrap();
+    let arrived = dir.path().join("arrived");
+    std::fs::create_dir_all(&arrived).unwrap();
     // Each task counts the boards running now (a file per board in a directory outside the
-    // checkouts) while it holds its board for a moment.
+    // checkouts) and holds its board until two tasks have arrived: the first two overlap, so
+    // the cap is reached, and the count shows whether it is ever passed.
     let hold = |name: &str| {
         scenario(
             name,
             &format!(
-                r#"    <test name="hold" timeout="20"><run>f={count}/$TESTARENA_QUEUE_ID-{name}; touch $f; echo "boards now $(ls {count} | wc -l)"; sleep 0.5; rm $f</run></test>"#,
-                count = count.display()
+                r#"    <test name="hold" timeout="20"><run>f={count}/$TESTARENA_QUEUE_ID-{name}; touch $f {arrived}/$TESTARENA_QUEUE_ID-{name}; until [ "$(ls {arrived} | wc -l)" -ge 2 ]; do sleep 0.05; done; echo "boards now $(ls {count} | wc -l)"; rm $f</run></test>"#,
+                count = count.display(),
+                arrived = arrived.display()
             ),
         )
     };
