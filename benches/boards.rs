@@ -36,17 +36,7 @@ fn scenario(n: usize) -> String {
 
 /// The demo firmware repository with the 8 waiting scenarios committed on `main`.
 fn lab_repo(dir: &Path) -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo-repo.sh");
-    let out = Command::new(script)
-        .arg(dir.join("lab"))
-        .output()
-        .expect("fixtures/demo-repo.sh runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let repo = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let repo = server::demo_repo(dir);
     let git = |args: &[&str]| {
         let out = Command::new("git")
             .args(["-c", "user.name=b", "-c", "user.email=b@example.org"])

@@ -115,14 +115,17 @@ impl LogWriter {
         if let Some(copy) = &self.copy {
             match &copy.prefix {
                 Some(prefix) => {
-                    let lines: Vec<String> = text
-                        .split('\n')
-                        .map(|l| match l.starts_with("=== ") {
-                            true => l.to_owned(),
-                            false => format!("{prefix}{l}"),
-                        })
-                        .collect();
-                    copy.to.line(&lines.join("\n"));
+                    let mut lines = String::with_capacity(text.len() + prefix.len());
+                    for (i, l) in text.split('\n').enumerate() {
+                        if i > 0 {
+                            lines.push('\n');
+                        }
+                        if !l.starts_with("=== ") {
+                            lines.push_str(prefix);
+                        }
+                        lines.push_str(l);
+                    }
+                    copy.to.line(&lines);
                 }
                 None => copy.to.line(text),
             }

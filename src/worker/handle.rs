@@ -84,7 +84,7 @@ impl WorkerHandle {
         environment: &str,
         parent: &CancellationToken,
     ) -> CancellationToken {
-        let mut o = self.inner.lock().expect("occupancy lock");
+        let mut o = self.lock();
         o.running.insert(id.clone(), environment.to_owned());
         let token = parent.child_token();
         if o.tokens.get(id).is_some_and(|t| t.is_cancelled()) {
@@ -110,7 +110,7 @@ impl WorkerHandle {
 
     /// Unregisters a finished run.
     pub fn finish(&self, id: &QueueId) {
-        let mut o = self.inner.lock().expect("occupancy lock");
+        let mut o = self.lock();
         o.notes.remove(id);
         o.running.remove(id);
         o.tokens.remove(id);
@@ -130,7 +130,7 @@ impl WorkerHandle {
     /// Asks a running queue to stop; it ends `aborted` with `reason` as its error (the first
     /// reason given, if asked twice).
     pub fn abort(&self, id: &QueueId, reason: &str) {
-        let mut o = self.inner.lock().expect("occupancy lock");
+        let mut o = self.lock();
         o.aborted
             .entry(id.clone())
             .or_insert_with(|| reason.to_owned());
@@ -139,13 +139,13 @@ impl WorkerHandle {
 
     /// The queues running now.
     pub fn running(&self) -> Vec<QueueId> {
-        let o = self.inner.lock().expect("occupancy lock");
+        let o = self.lock();
         o.running.keys().cloned().collect()
     }
 
     /// Forgets an abort request that no run picked up (the queue finished meanwhile).
     pub fn forget(&self, id: &QueueId) {
-        let mut o = self.inner.lock().expect("occupancy lock");
+        let mut o = self.lock();
         if !o.running.contains_key(id) {
             o.tokens.remove(id);
             o.aborted.remove(id);
@@ -153,11 +153,11 @@ impl WorkerHandle {
     }
 
     pub fn busy(&self) -> usize {
-        self.inner.lock().expect("occupancy lock").running.len()
+        self.lock().running.len()
     }
 
     pub fn busy_in(&self, environment: &str) -> usize {
-        let o = self.inner.lock().expect("occupancy lock");
+        let o = self.lock();
         o.running.values().filter(|e| *e == environment).count()
     }
 
