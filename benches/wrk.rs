@@ -10,6 +10,13 @@
 //! logs at `warn` (no access log); `BENCH_SERVER_RUST_LOG=info` runs it with the default level,
 //! which writes one access log line per request (to a file in the temporary directory).
 //!
+//! Beside wrk's figures, each run reports what the server and the machine did meanwhile: the
+//! store's commits (writes per commit, and the commit times from `testarena_store_commit_seconds`
+//! as bucket bounds: median, p99, and how many took 12.8 ms or more — a disk stall holds every
+//! connection's answer for as long), and the CPU time the hypervisor took from this machine
+//! (`steal` in `/proc/stat`). A run whose p99 comes from a few stalled commits, or from stolen
+//! time, says so.
+//!
 //! Run: `cargo bench --bench wrk` (needs `wrk` on the PATH; `WRK_BENCH_RUNS`,
 //! `WRK_BENCH_SECONDS`, `WRK_BENCH_CONNECTIONS`, `WRK_BENCH_THREADS` change the load).
 
@@ -69,6 +76,9 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 struct Run {
+    commits: Commits,
+    /// Share of the CPU time stolen by the hypervisor during the run, in percent.
+    steal: f64,
     rate: f64,
     p50: f64,
     p90: f64,
@@ -98,8 +108,19 @@ fn main() {
         load_average(),
     );
     println!(
-        "{:>4} {:>9} {:>9} {:>7} {:>7} {:>7} {:>7}",
-        "run", "requests", "req/s", "p50", "p90", "p99", "max"
+        "{:>4} {:>9} {:>9} {:>7} {:>7} {:>7} {:>7} | {:>7} {:>10} {:>10} {:>7} {:>6}",
+        "run",
+        "requests",
+        "req/s",
+        "p50",
+        "p90",
+        "p99",
+        "max",
+        "commits",
+        "commit p50",
+        "commit p99",
+        ">=12.8",
+        "steal"
     );
     let mut results = Vec::new();
     for run in 1..=runs {
@@ -108,10 +129,25 @@ fn main() {
             wrk(&server, &script, &prefix, threads, connections, seconds)
         };
         wrk(format!("warm{run}"), 2);
-        let r = wrk(format!("run{run}"), seconds);
+        let before = (rt.block_on(commit_buckets(&server)), cpu_times());
+        let mut r = wrk(format!("run{run}"), seconds);
+        let after = (rt.block_on(commit_buckets(&server)), cpu_times());
+        r.commits = Commits::between(&before.0, &after.0);
+        r.steal = 100.0 * (after.1.0 - before.1.0) as f64 / (after.1.1 - before.1.1).max(1) as f64;
+        let c = &r.commits;
         println!(
-            "{run:>4} {:>9} {:>9.0} {:>7.2} {:>7.2} {:>7.2} {:>7.2}",
-            r.requests, r.rate, r.p50, r.p90, r.p99, r.max
+            "{run:>4} {:>9} {:>9.0} {:>7.2} {:>7.2} {:>7.2} {:>7.2} | {:>7} {:>10} {:>10} {:>7} {:>5.1}%",
+            r.requests,
+            r.rate,
+            r.p50,
+            r.p90,
+            r.p99,
+            r.max,
+            c.count,
+            c.quantile_ms(0.5),
+            c.quantile_ms(0.99),
+            c.stalled,
+            r.steal
         );
         results.push(r);
         rt.block_on(server.stop());
@@ -128,6 +164,106 @@ fn main() {
         if met { "met" } else { "missed" }
     );
     println!("load average at the end: {}", load_average());
+    println!(
+        "(latencies in ms; commits: the store's durable commits during the run, their times as \
+         the histogram's bucket bounds in ms, >=12.8: commits that took 12.8 ms or more; steal: \
+         CPU time the hypervisor took)"
+    );
+}
+
+/// `testarena_store_commit_seconds` as scraped: (upper bound in seconds, cumulative count).
+async fn commit_buckets(server: &Server) -> Vec<(f64, u64)> {
+    // A connection of its own: the one the server's start was checked with may have been
+    // closed while idle.
+    let client = testarena::http_client()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("http client");
+    let text = client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .expect("/metrics")
+        .text()
+        .await
+        .expect("/metrics body");
+    let buckets: Vec<(f64, u64)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("testarena_store_commit_seconds_bucket{le=\""))
+        .filter_map(|l| {
+            let (le, n) = l.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, n.trim().parse().ok()?))
+        })
+        .collect();
+    assert!(
+        !buckets.is_empty(),
+        "no commit histogram in /metrics:\n{text}"
+    );
+    buckets
+}
+
+/// The store's commits during a run, from two scrapes of the histogram.
+#[derive(Default)]
+struct Commits {
+    count: u64,
+    /// (upper bound in seconds, commits in this bucket or below)
+    buckets: Vec<(f64, u64)>,
+    /// Commits that took 12.8 ms or more.
+    stalled: u64,
+}
+
+impl Commits {
+    fn between(before: &[(f64, u64)], after: &[(f64, u64)]) -> Commits {
+        let buckets: Vec<(f64, u64)> = after
+            .iter()
+            .zip(before)
+            .map(|(a, b)| (a.0, a.1 - b.1))
+            .collect();
+        let count = buckets.last().map_or(0, |b| b.1);
+        let under = buckets
+            .iter()
+            .rev()
+            .find(|(le, _)| *le < 0.0128)
+            .map_or(0, |b| b.1);
+        Commits {
+            count,
+            stalled: count - under,
+            buckets,
+        }
+    }
+
+    /// The bucket bound (ms) below which fraction `q` of the commits took.
+    fn quantile_ms(&self, q: f64) -> String {
+        let want = (self.count as f64 * q).ceil() as u64;
+        match self.buckets.iter().find(|(_, n)| *n >= want.max(1)) {
+            Some((le, _)) if le.is_finite() => format!("<={:.1}", le * 1000.0),
+            _ => "-".into(),
+        }
+    }
+}
+
+/// (steal, total) CPU time of the machine so far, in clock ticks, from `/proc/stat`.
+fn cpu_times() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("cpu "))
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    // user nice system idle iowait irq softirq steal ...
+    let steal = fields.get(7).copied().unwrap_or(0);
+    (steal, fields.iter().take(8).sum())
 }
 
 fn wrk(
@@ -169,6 +305,8 @@ fn wrk(
     assert_eq!(field("socket_errors"), 0, "no socket error: {line}");
     let ms = |name: &str| field(name) as f64 / 1000.0;
     Run {
+        commits: Commits::default(),
+        steal: 0.0,
         rate: field("requests") as f64 / (field("duration_us") as f64 / 1e6),
         p50: ms("p50_us"),
         p90: ms("p90_us"),

@@ -50,6 +50,9 @@ impl Server {
         let store = tokio::task::spawn_blocking(move || Store::open(&db_path))
             .await?
             .context("cannot open the store")?;
+        // Every commit the writer makes is timed, recovery's too.
+        let metrics = Metrics::new();
+        store.time_commits(metrics.store_commit_time());
         // Before recovery: the queues it ends are counted (from the feed) and get their
         // statuses (they come after the commit statuses' position in the event table).
         let finished_changes = store.follow();
@@ -76,7 +79,7 @@ impl Server {
             live: LiveConfig::new(config),
             store,
             worker: WorkerHandle::default(),
-            metrics: Metrics::new(),
+            metrics,
             shutdown: shutdown.clone(),
         });
         // Queues that ran out of attempts ended `error` without a run to write their report.

@@ -181,11 +181,16 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
     let format = Format::from_accept(accept);
     let counts = state.store.counts().await?;
     state.metrics.store_commits(state.store.commit_stats());
+    let config = state.config();
     let text = state.metrics.render(
         format,
-        &counts,
-        state.config().worker.slots,
-        state.worker.busy(),
+        &crate::metrics::Load {
+            counts: &counts,
+            slots: config.worker.slots,
+            busy: state.worker.busy(),
+            boards: state.worker.boards(),
+            max_boards: config.worker.max_boards.unwrap_or(0),
+        },
     );
     Ok((
         [

@@ -12,6 +12,8 @@
 //! - `testarena_tests_total{status}`  test results recorded
 //! - `testarena_queues{status}`  queues stored, per status (at scrape time)
 //! - `testarena_slots`, `testarena_slots_busy`  the worker's capacity and use (at scrape time)
+//! - `testarena_boards_busy`  boards running now, across every queue; `testarena_boards_max`
+//!   the cap on them (`[worker] max_boards`, 0 = none) (at scrape time)
 //! - `testarena_sse_clients{stream}`  open SSE streams (`events`, `log`)
 //! - `testarena_sse_dropped_total{stream}`  SSE streams the server closed because the client
 //!   stopped reading
@@ -23,6 +25,8 @@
 //! - `testarena_store_commits_total`, `testarena_store_writes_total`  the store writer's durable
 //!   commits and the writes they held (set at scrape time): writes per commit is how much the
 //!   writer folds
+//! - `testarena_store_commit_seconds`  each durable commit's time (its pages written and
+//!   synced): a slow or stalling disk shows here first, as every answered write waits for one
 //! - `testarena_build_info{version}`  always 1
 //!
 //! The SSE guards (`sse`) also enforce `[api] max_sse_clients` and `max_sse_per_queue`.
@@ -116,6 +120,19 @@ pub enum Source {
     Gitea,
 }
 
+/// What the scrape-time gauges show: read from the store and the worker when scraped.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Load<'a> {
+    /// Queues stored, per status.
+    pub counts: &'a [(Status, u64)],
+    /// `[worker] slots`, and the queues running now.
+    pub slots: usize,
+    pub busy: usize,
+    /// Boards running now, and `[worker] max_boards` (0: no limit).
+    pub boards: usize,
+    pub max_boards: usize,
+}
+
 /// One server's metrics: cheap to clone, safe to share.
 #[derive(Clone)]
 pub struct Metrics {
@@ -132,6 +149,8 @@ struct Inner {
     queues: Family<StatusLabel, Gauge>,
     slots: Gauge,
     slots_busy: Gauge,
+    boards_busy: Gauge,
+    boards_max: Gauge,
     sse_clients: Family<StreamLabel, Gauge>,
     sse_dropped: Family<StreamLabel, Counter>,
     retention_removed: Family<KindLabel, Counter>,
@@ -139,6 +158,7 @@ struct Inner {
     requests: Family<RequestLabels, Counter>,
     store_commits: Counter,
     store_writes: Counter,
+    store_commit_time: Histogram,
     /// Open SSE streams, in all and per queue log: what the limits are checked against.
     sse_open: Mutex<sse::SseOpen>,
 }
@@ -190,6 +210,18 @@ impl Metrics {
         registry.register("slots", "Queues that may run at once", slots.clone());
         let slots_busy = Gauge::default();
         registry.register("slots_busy", "Queues running now", slots_busy.clone());
+        let boards_busy = Gauge::default();
+        registry.register(
+            "boards_busy",
+            "Boards running now, across every queue",
+            boards_busy.clone(),
+        );
+        let boards_max = Gauge::default();
+        registry.register(
+            "boards_max",
+            "Boards that may run at once across every queue ([worker] max_boards; 0: no limit)",
+            boards_max.clone(),
+        );
         let sse_clients = Family::<StreamLabel, Gauge>::default();
         registry.register(
             "sse_clients",
@@ -238,6 +270,13 @@ impl Metrics {
             "Writes the store's commits held (each commit folds every write that was waiting)",
             store_writes.clone(),
         );
+        // 100 µs to about 3.3 s.
+        let store_commit_time = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "store_commit_seconds",
+            "Time of each durable commit of the store's writer (its pages written and synced)",
+            store_commit_time.clone(),
+        );
         registry.register(
             "build",
             "The running server's version",
@@ -256,6 +295,8 @@ impl Metrics {
                 queues,
                 slots,
                 slots_busy,
+                boards_busy,
+                boards_max,
                 sse_clients,
                 sse_dropped,
                 retention_removed,
@@ -263,6 +304,7 @@ impl Metrics {
                 requests,
                 store_commits,
                 store_writes,
+                store_commit_time,
                 sse_open: Mutex::default(),
             }),
         }
@@ -371,14 +413,20 @@ impl Metrics {
         inner.store_writes.inner().store(writes, Ordering::Relaxed);
     }
 
-    /// The exposition in `format`, with the scrape-time gauges set from `counts` and the slots.
-    pub fn render(
-        &self,
-        format: Format,
-        counts: &[(Status, u64)],
-        slots: usize,
-        busy: usize,
-    ) -> String {
+    /// The histogram the store observes each commit's time in (`Store::time_commits`).
+    pub fn store_commit_time(&self) -> Histogram {
+        self.inner.store_commit_time.clone()
+    }
+
+    /// The exposition in `format`, with the scrape-time gauges set from `load`.
+    pub fn render(&self, format: Format, load: &Load<'_>) -> String {
+        let Load {
+            counts,
+            slots,
+            busy,
+            boards,
+            max_boards,
+        } = *load;
         for (status, n) in counts {
             self.inner
                 .queues
@@ -389,6 +437,8 @@ impl Metrics {
         }
         self.inner.slots.set(slots as i64);
         self.inner.slots_busy.set(busy as i64);
+        self.inner.boards_busy.set(boards as i64);
+        self.inner.boards_max.set(max_boards as i64);
         let mut out = String::new();
         let registry = &self.inner.registry;
         match format {
@@ -456,6 +506,14 @@ mod tests {
         m.store_commits((3, 5));
         m.store_commits((4, 70));
         let counts = [(Status::Waiting, 3), (Status::Passed, 1)];
+        let load = Load {
+            counts: &counts,
+            slots: 2,
+            busy: 1,
+            boards: 3,
+            max_boards: 4,
+        };
+        m.store_commit_time().observe(0.0003);
         let version = env!("CARGO_PKG_VERSION");
         let lines = [
             "testarena_queues_enqueued_total{source=\"gitea\"} 2",
@@ -468,6 +526,9 @@ mod tests {
             "testarena_queues{status=\"waiting\"} 3",
             "testarena_slots 2",
             "testarena_slots_busy 1",
+            "testarena_boards_busy 3",
+            "testarena_boards_max 4",
+            "testarena_store_commit_seconds_count 1",
             "testarena_sse_clients{stream=\"log\"} 1",
             "testarena_sse_dropped_total{stream=\"log\"} 1",
             "testarena_retention_removed_total{kind=\"queue\"} 2",
@@ -480,7 +541,7 @@ mod tests {
             &format!("testarena_build_info{{version=\"{version}\"}} 1"),
         ];
         for format in [Format::Classic, Format::OpenMetrics] {
-            let text = m.render(format, &counts, 2, 1);
+            let text = m.render(format, &load);
             for line in lines {
                 assert!(
                     text.lines().any(|l| l == line),
@@ -491,10 +552,12 @@ mod tests {
         }
         // The classic format names a counter's help and type with `_total`, as Prometheus and
         // Grafana look them up; OpenMetrics names the family without it.
-        let classic = m.render(Format::Classic, &counts, 2, 1);
+        let classic = m.render(Format::Classic, &load);
         for line in [
             "testarena_queue_wait_seconds_bucket{environment=\"esp32\",le=\"0.4\"} 0",
             "testarena_queue_wait_seconds_bucket{environment=\"esp32\",le=\"0.8\"} 1",
+            "testarena_store_commit_seconds_bucket{le=\"0.0002\"} 0",
+            "testarena_store_commit_seconds_bucket{le=\"0.0004\"} 1",
         ] {
             assert!(
                 classic.lines().any(|l| l == line),
@@ -509,10 +572,10 @@ mod tests {
             classic.contains("# HELP testarena_tests_total "),
             "{classic}"
         );
-        let open = m.render(Format::OpenMetrics, &counts, 2, 1);
+        let open = m.render(Format::OpenMetrics, &load);
         assert!(open.contains("# TYPE testarena_tests counter\n"), "{open}");
         drop(client);
-        let text = m.render(Format::Classic, &[], 2, 0);
+        let text = m.render(Format::Classic, &Load::default());
         assert!(
             text.contains("testarena_sse_clients{stream=\"log\"} 0"),
             "{text}"

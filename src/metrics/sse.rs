@@ -165,7 +165,7 @@ mod tests {
         drop((a2, b, events));
         assert_eq!(m.sse_open().total, 0);
         assert!(m.sse_open().per_queue.is_empty());
-        let text = m.render(Format::Classic, &[], 0, 0);
+        let text = m.render(Format::Classic, &crate::metrics::Load::default());
         assert!(text.contains("testarena_sse_clients{stream=\"events\"} 0"));
     }
 }

@@ -5,10 +5,12 @@
 //! returns), so a caller's answer — and the HTTP response after it — means the write survives a
 //! `kill -9`. Folding is what makes that cheap: one fsync serves every write of the batch.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
+use prometheus_client::metrics::histogram::Histogram;
 use redb::{ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 use tokio::sync::{broadcast, oneshot, watch};
 
@@ -164,14 +166,22 @@ pub(super) struct Publisher {
     pub replies: Option<tokio::runtime::Handle>,
 }
 
-/// How many commits the writer made, and how many writes they held (the batches' size).
+/// How many commits the writer made, how many writes they held (the batches' size), and how
+/// long each took.
 #[derive(Default)]
 pub(super) struct Stats {
     commits: AtomicU64,
     writes: AtomicU64,
+    /// Where each commit's time goes once someone watches (`Store::time_commits`).
+    commit_time: OnceLock<Histogram>,
 }
 
 impl Stats {
+    /// Observes every commit's time from now on in `histogram`; once (later calls are ignored).
+    pub(super) fn time_commits(&self, histogram: Histogram) {
+        let _ = self.commit_time.set(histogram);
+    }
+
     /// (commits, writes) so far.
     pub(super) fn get(&self) -> (u64, u64) {
         (
@@ -276,7 +286,11 @@ fn commit_batch(writer: &Writer, jobs: Vec<Job>) -> Result<(), ()> {
         Ok(Ran {
             finishes, changes, ..
         }) => {
+            let started = Instant::now();
             let committed = txn.commit().map_err(StoreError::from);
+            if let Some(histogram) = writer.stats.commit_time.get() {
+                histogram.observe(started.elapsed().as_secs_f64());
+            }
             if committed.is_ok() {
                 writer.stats.commits.fetch_add(1, Ordering::Relaxed);
                 let n = finishes.len() as u64;

@@ -279,6 +279,12 @@ impl Store {
         self.inner.stats.get()
     }
 
+    /// Observes the time of every durable commit from now on (its pages written and synced) in
+    /// `histogram`: a slow disk shows there first. Only the first call takes effect.
+    pub fn time_commits(&self, histogram: prometheus_client::metrics::histogram::Histogram) {
+        self.inner.stats.time_commits(histogram);
+    }
+
     /// The storage fault that makes writes fail now, if any (`/healthz`).
     pub fn fault(&self) -> Option<StoreError> {
         self.inner.health.fault()

@@ -219,16 +219,20 @@ async fn max_boards_holds_across_two_queues() {
     std::fs::create_dir_all(&count).unwrap();
     let arrived = dir.path().join("arrived");
     std::fs::create_dir_all(&arrived).unwrap();
+    let release = dir.path().join("release");
     // Each task counts the boards running now (a file per board in a directory outside the
-    // checkouts) and holds its board until two tasks have arrived: the first two overlap, so
-    // the cap is reached, and the count shows whether it is ever passed.
+    // checkouts) and holds its board until two tasks have arrived and the test has released
+    // them: the first two overlap, so the cap is reached (and scraped while it is), and the
+    // count shows whether it is ever passed. (`hold""ing` keeps the needle the test waits for
+    // out of the logged command line.)
     let hold = |name: &str| {
         scenario(
             name,
             &format!(
-                r#"    <test name="hold" timeout="20"><run>f={count}/$TESTARENA_QUEUE_ID-{name}; touch $f {arrived}/$TESTARENA_QUEUE_ID-{name}; until [ "$(ls {arrived} | wc -l)" -ge 2 ]; do sleep 0.05; done; echo "boards now $(ls {count} | wc -l)"; rm $f</run></test>"#,
+                r#"    <test name="hold" timeout="20"><run>f={count}/$TESTARENA_QUEUE_ID-{name}; touch $f {arrived}/$TESTARENA_QUEUE_ID-{name}; until [ "$(ls {arrived} | wc -l)" -ge 2 ]; do sleep 0.05; done; echo "{name} hold""ing"; until [ -e {release} ]; do sleep 0.05; done; echo "boards now $(ls {count} | wc -l)"; rm $f</run></test>"#,
                 count = count.display(),
-                arrived = arrived.display()
+                arrived = arrived.display(),
+                release = release.display()
             ),
         )
     };
@@ -246,6 +250,14 @@ async fn max_boards_holds_across_two_queues() {
     let app = spawn_app_with(&toml).await;
     let one = enqueue(&app, &repo, "capped-1", &["a", "b"]).await;
     let two = enqueue(&app, &repo, "capped-2", &["a", "b"]).await;
+    // Both boards of the first queue held: the cap is reached, and `/metrics` says so.
+    wait_log_line(&app, &one, "[a] a holding").await;
+    wait_log_line(&app, &one, "[b] b holding").await;
+    let text = crate::metrics::metrics(&app).await;
+    for line in ["testarena_boards_busy 2", "testarena_boards_max 2"] {
+        assert!(text.lines().any(|l| l == line), "{line:?} in:\n{text}");
+    }
+    std::fs::write(&release, "").unwrap();
     app.wait_status(&one, "passed", LIMIT).await;
     app.wait_status(&two, "passed", LIMIT).await;
 
@@ -264,6 +276,12 @@ async fn max_boards_holds_across_two_queues() {
     assert!(
         logs.contains("waits for a board ([worker] max_boards = 2)"),
         "{logs}"
+    );
+    // Every board given back.
+    let text = crate::metrics::metrics(&app).await;
+    assert!(
+        text.lines().any(|l| l == "testarena_boards_busy 0"),
+        "{text}"
     );
     app.stop().await;
 }

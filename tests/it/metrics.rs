@@ -153,6 +153,18 @@ async fn promtool_accepts_a_real_scrape_with_build_info_wait_times_and_requests_
     );
     assert_eq!(requests("other", "GET", 404), Some(1.0), "{text}");
     assert!(!text.contains(&id), "a queue id in a label:\n{text}");
+    // Every durable commit's time is observed (the histogram is read after the counter, and a
+    // background write may commit in between), each taking some time, none of it more than the
+    // test took.
+    let commits = value(&text, "testarena_store_commits_total").expect("commits");
+    assert!(commits >= 1.0, "{text}");
+    let timed = value(&text, "testarena_store_commit_seconds_count").expect("a count");
+    assert!(
+        timed >= commits,
+        "{timed} commits timed of {commits}:\n{text}"
+    );
+    let spent = value(&text, "testarena_store_commit_seconds_sum").expect("a sum");
+    assert!(spent > 0.0 && spent < 60.0, "{spent}");
     assert!(!text.contains("/no/such/page"), "{text}");
     app.stop().await;
 }
