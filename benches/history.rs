@@ -4,7 +4,8 @@
 //! Goal, with 1,000,000 stored queues: start-up to serving at most 1 s, resident memory when
 //! idle at most 128 MiB, and p99 at most 10 ms for `GET /api/queues?limit=50`, for a filter on a
 //! rare status (`?status=running&limit=50`, `?status=waiting&limit=50`) and for the dashboard's
-//! list (`/`).
+//! list (`/`). Also measured: `/metrics`, and a status badge, of a branch with queues and of a
+//! branch without any (what a client that makes names up asks for).
 //!
 //! Each size's store file is built once through the library's `Store` (many writes in flight,
 //! so the writer folds them into big commits) and kept under the bench's temporary target
@@ -52,13 +53,22 @@ max_age = "3650d"
 max_queues = 0
 "#;
 
-/// The requests measured, with their labels.
-const REQUESTS: [(&str, &str); 5] = [
+/// The requests measured, with their labels. `badge?`: a badge for a branch nobody pushed, as
+/// anyone may ask (the worst case for a search: there is nothing to find).
+const REQUESTS: [(&str, &str); 7] = [
     ("list", "/api/queues?limit=50"),
     ("running", "/api/queues?status=running&limit=50"),
     ("waiting", "/api/queues?status=waiting&limit=50"),
     ("dashboard", "/"),
     ("metrics", "/metrics"),
+    (
+        "badge",
+        "/badge.svg?repo=https://git.example.invalid/team/fw-3.git&branch=develop",
+    ),
+    (
+        "badge?",
+        "/badge.svg?repo=https://git.example.invalid/team/fw-3.git&branch=made-up",
+    ),
 ];
 
 fn main() {

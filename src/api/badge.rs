@@ -5,7 +5,8 @@
 //! (red), `error` or `timed_out` (orange). An aborted queue (a user's abort, a superseded run)
 //! is passed over; with no finished queue the badge says `unknown` (grey). The repository and
 //! branch are matched exactly as the queues were enqueued with them. The newest is the newest to
-//! arrive, among the newest [`crate::store::BRANCH_SCAN`] queues.
+//! arrive, found in the store's branch index in one lookup however long the history, and
+//! whatever branch name a client asks for.
 //!
 //! The answer is `image/svg+xml` with `Cache-Control: no-cache`, so that the image a README
 //! shows follows the branch (an image proxy revalidates it instead of keeping it).
@@ -21,13 +22,6 @@ use super::error::ApiError;
 use super::extract::ApiQuery;
 use crate::model::Status;
 
-/// The statuses a badge shows; any other is passed over.
-const FINISHED: &[Status] = &[
-    Status::Passed,
-    Status::Failed,
-    Status::Error,
-    Status::TimedOut,
-];
 /// The longest `repo`, `branch` or `environment` taken, in bytes.
 const MAX_VALUE: usize = 2048;
 /// A badge is an image: nothing in it runs, nor loads anything, even opened on its own.
@@ -49,7 +43,7 @@ pub async fn badge(
     let q = parse(params)?;
     let newest = state
         .store
-        .newest_of_branch(q.repo, q.branch, q.environment, FINISHED)
+        .newest_of_branch(q.repo, q.branch, q.environment)
         .await?;
     let (message, color) = look(newest.map(|q| q.status));
     Ok((

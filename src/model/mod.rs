@@ -220,6 +220,15 @@ impl Status {
         !matches!(self, Status::Waiting | Status::Running)
     }
 
+    /// Finished with something to say about the code: passed, failed, error or timed out (not
+    /// aborted, which a user or a newer push decided). What a status badge shows.
+    pub fn is_outcome(self) -> bool {
+        matches!(
+            self,
+            Status::Passed | Status::Failed | Status::Error | Status::TimedOut
+        )
+    }
+
     /// The one place that says which queue transitions are legal.
     ///
     /// `running → waiting` is the re-queue after a shutdown or a crash.

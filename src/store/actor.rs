@@ -17,7 +17,7 @@ use tokio::sync::{broadcast, oneshot, watch};
 use super::StoreError;
 use super::codec;
 use super::index::{self, Counts};
-use super::tables::{EVENTS, IDS, META, META_SEQ, QUEUES, STATUSES, TASKS, WAITING};
+use super::tables::{BRANCHES, EVENTS, IDS, META, META_SEQ, QUEUES, STATUSES, TASKS, WAITING};
 use crate::model::{Change, QueueId, Status, TaskId, now_millis};
 
 /// Most jobs folded into one commit.
@@ -48,6 +48,7 @@ pub(crate) struct Tables<'t> {
     pub(super) meta: Table<'t, &'static str, u64>,
     pub(super) ids: Table<'t, &'static str, u64>,
     pub(super) statuses: Table<'t, (u8, u64), ()>,
+    pub(super) branches: Table<'t, (&'static str, &'static str, &'static str), u64>,
 }
 
 impl<'t> Tables<'t> {
@@ -60,6 +61,7 @@ impl<'t> Tables<'t> {
             meta: txn.open_table(META)?,
             ids: txn.open_table(IDS)?,
             statuses: txn.open_table(STATUSES)?,
+            branches: txn.open_table(BRANCHES)?,
         })
     }
 }

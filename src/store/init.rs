@@ -6,11 +6,12 @@ use redb::{Database, ReadableTable, TableHandle, WriteTransaction};
 
 use super::StoreError;
 use super::codec;
-use super::index;
 use super::legacy::QueueV2;
 use super::tables::{
-    EVENTS, FORMAT, IDS, META, META_SCHEMA, META_SEQ, QUEUES, STATUSES, TASKS, WAITING, v1, v2,
+    BRANCHES, EVENTS, FORMAT, IDS, META, META_SCHEMA, META_SEQ, QUEUES, STATUSES, TASKS, WAITING,
+    v1, v2,
 };
+use super::{branches, index};
 use crate::model::Queue;
 
 /// Prepares the file; returns the last sequence number it holds.
@@ -39,19 +40,29 @@ pub(super) fn init(db: &Database) -> Result<u64, StoreError> {
         txn.open_table(EVENTS)?;
         txn.open_table(IDS)?;
         txn.open_table(STATUSES)?;
+        txn.open_table(BRANCHES)?;
         drop(meta);
         match migrate {
             Some(1) => migrate_v1(&txn)?,
             Some(2) => migrate_v2(&txn)?,
             _ => {}
         }
-        if let Some(from) = migrate {
+        if let Some(from @ 1..4) = migrate {
             // Formats 1 to 3 kept these in memory, rebuilt at every start.
             let queues = index::build(&txn)?;
             tracing::info!(
                 queues,
                 from,
                 "store: indexed the queues by id and by status, and counted them"
+            );
+        }
+        if let Some(from) = migrate {
+            // Formats 1 to 4 found a badge's queue by reading the newest queues.
+            let branches = branches::build(&txn)?;
+            tracing::info!(
+                branches,
+                from,
+                "store: indexed the newest outcome of every branch"
             );
         }
     }
@@ -319,6 +330,16 @@ mod tests {
         let passed = store.list(Some(Status::Passed), 10, None).await.unwrap();
         let listed: Vec<&str> = passed.items.iter().map(|q| q.id.as_str()).collect();
         assert_eq!(listed, ["p2", "p1"]);
+        // The branch index: the newest outcome, the failed one that arrived last.
+        let badge = store
+            .newest_of_branch(
+                "https://git.example.invalid/fw.git".into(),
+                "main".into(),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(badge.map(|q| q.id.to_string()).as_deref(), Some("f1"));
         let recovered = store.recover(5).await.unwrap();
         assert_eq!(recovered.len(), 1);
         assert_eq!(recovered[0].id.as_str(), "r1");
@@ -332,6 +353,55 @@ mod tests {
         let meta = txn.open_table(META).unwrap();
         assert_eq!(meta.get(META_SCHEMA).unwrap().unwrap().value(), FORMAT);
         assert_eq!(txn.open_table(IDS).unwrap().len().unwrap(), 6);
+    }
+
+    /// A file of format 4 (no branch index) opens with the index built from its queues, and
+    /// nothing else rebuilt: the counts stay as they were.
+    #[tokio::test]
+    async fn migrates_format_4() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.redb");
+        let store = Store::open(&path).unwrap();
+        let mut request = queue("x", 0).request;
+        for (id, env, to) in [
+            ("a", "esp32", Status::Passed),
+            ("b", "esp32", Status::Failed),
+            ("c", "sim", Status::Aborted),
+        ] {
+            let id = QueueId::parse(id).unwrap();
+            request.environment = env.into();
+            store.enqueue(id.clone(), request.clone()).await.unwrap();
+            if to != Status::Aborted {
+                store.transition(&id, Status::Running, None).await.unwrap();
+            }
+            store.transition(&id, to, None).await.unwrap();
+        }
+        let counts = store.counts().await.unwrap();
+        store.close().await;
+        drop(store);
+        {
+            let db = Database::open(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert(META_SCHEMA, 4)
+                .unwrap();
+            assert!(txn.delete_table(BRANCHES).unwrap());
+            txn.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.counts().await.unwrap(), counts);
+        let newest = |env: Option<&str>| {
+            store.newest_of_branch(request.repo.clone(), "main".into(), env.map(str::to_owned))
+        };
+        let id = |q: Option<Queue>| q.map(|q| q.id.to_string());
+        assert_eq!(id(newest(None).await.unwrap()).as_deref(), Some("b"));
+        assert_eq!(
+            id(newest(Some("sim")).await.unwrap()),
+            None,
+            "aborted is no outcome"
+        );
+        store.close().await;
     }
 
     /// A file of a newer format is refused with a message that says what to do, and is left

@@ -20,6 +20,7 @@
 //!   the writer thread when opened elsewhere); answers that runtime drops are delivered anyway.
 
 mod actor;
+mod branches;
 mod codec;
 mod fault;
 mod follow;
@@ -42,7 +43,7 @@ use tokio::sync::{broadcast, oneshot, watch};
 
 pub use actor::{KEEP_EVENTS, MAX_EVENTS};
 pub use follow::{Feed, Follower};
-pub use reads::{BRANCH_SCAN, EventsAfter, Page};
+pub use reads::{EventsAfter, Page};
 pub use tables::FORMAT;
 pub use writes::{Enqueued, RerunOnly};
 
@@ -488,19 +489,16 @@ impl Store {
     }
 
     /// The newest queue (by arrival) of `repo` and `branch`, and of `environment` when given,
-    /// whose status is one of `statuses`. Reads at most [`BRANCH_SCAN`] queues, newest
-    /// first: one older than that is not found.
+    /// that finished with an outcome ([`Status::is_outcome`]): one lookup in the branch index,
+    /// however long the history.
     pub async fn newest_of_branch(
         &self,
         repo: String,
         branch: String,
         environment: Option<String>,
-        statuses: &'static [Status],
     ) -> Result<Option<Queue>, StoreError> {
-        self.read(move |db| {
-            reads::newest_of_branch(db, &repo, &branch, environment.as_deref(), statuses)
-        })
-        .await
+        self.read(move |db| branches::newest(db, &repo, &branch, environment.as_deref()))
+            .await
     }
 
     /// Changes after `seq`, from the event table.

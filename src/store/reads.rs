@@ -165,32 +165,3 @@ pub(super) fn beyond_limits(
     }
     Ok(out)
 }
-
-/// The most queues [`newest_of_branch`] reads, newest first, before it answers `None`: a
-/// lookup costs at most this many decodes (about a microsecond each), however long the history.
-pub const BRANCH_SCAN: usize = 100_000;
-
-/// The newest queue (by arrival) of `repo` and `branch`, and of `environment` when given,
-/// whose status is one of `statuses`; `None` when none is among the newest [`BRANCH_SCAN`].
-pub(super) fn newest_of_branch(
-    db: &Database,
-    repo: &str,
-    branch: &str,
-    environment: Option<&str>,
-    statuses: &[Status],
-) -> Result<Option<Queue>, StoreError> {
-    let txn = db.begin_read()?;
-    let queues = txn.open_table(QUEUES)?;
-    for entry in queues.iter()?.rev().take(BRANCH_SCAN) {
-        let q: Queue = codec::decode(entry?.1.value())?;
-        let r = &q.request;
-        if statuses.contains(&q.status)
-            && r.repo == repo
-            && r.branch.as_deref() == Some(branch)
-            && environment.is_none_or(|e| r.environment == e)
-        {
-            return Ok(Some(q));
-        }
-    }
-    Ok(None)
-}

@@ -12,6 +12,9 @@
 //!   keyed by arrival so that a new queue's tasks are appended, not scattered)
 //! - `EVENTS`      change seq → encoded [`crate::model::Change`] (SSE resume; the commit-status
 //!   outbox: see `outbox.rs`)
+//! - `BRANCHES`    (repository, branch, environment) → arrival seq of its newest queue that
+//!   finished with an outcome (a badge: one lookup; written when a queue finishes, not at
+//!   enqueue; see `branches.rs`)
 //! - `META`        name → number (the sequence counter, the schema version, the commit-status
 //!   sender's position in `EVENTS`, and the number of queues per status: the dashboard's, the
 //!   metrics' and retention's counts, in the table every commit writes anyway)
@@ -27,6 +30,8 @@ pub(super) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("eve
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta-v1");
 pub(super) const IDS: TableDefinition<&str, u64> = TableDefinition::new("ids-v1");
 pub(super) const STATUSES: TableDefinition<(u8, u64), ()> = TableDefinition::new("statuses-v1");
+pub(super) const BRANCHES: TableDefinition<(&str, &str, &str), u64> =
+    TableDefinition::new("branches-v1");
 
 /// `META` key of the last sequence number handed out (changes and arrivals share it).
 pub(super) const META_SEQ: &str = "seq";
@@ -38,9 +43,10 @@ pub(super) const META_SCHEMA: &str = "schema";
 /// The file format this build writes. 1: queues keyed by id (`queues-v1`, `arrivals-v1`);
 /// 2: queues keyed by arrival (`queues-v2`); 3: queues with their origin, resolved commit and
 /// re-runs (`queues-v3`); 4: the id index, the status index and the counts in the file
-/// (`ids-v1`, `statuses-v1`, [`meta_count`]) instead of rebuilt in memory at every start. A build
-/// refuses a file of a newer format.
-pub const FORMAT: u64 = 4;
+/// (`ids-v1`, `statuses-v1`, [`meta_count`]) instead of rebuilt in memory at every start; 5: the
+/// branch index (`branches-v1`) instead of a scan for a badge. A build refuses a file of a newer
+/// format.
+pub const FORMAT: u64 = 5;
 
 /// The `META` key of the number of queues in `status`. Spelled out: these names are in files.
 pub(super) fn meta_count(status: Status) -> &'static str {

@@ -88,6 +88,7 @@ fn set_status(b: &mut Batch<'_>, q: &mut Queue, to: Status) -> Result<(), StoreE
         Status::Waiting => {}
         _ => q.finished_at = Some(now),
     }
+    super::branches::finished(&mut b.t.branches, q)?;
     b.record(&q.id, None, Some(from), Some(to))?;
     Ok(())
 }
@@ -388,6 +389,7 @@ pub(super) fn delete(b: &mut Batch<'_>, id: &QueueId) -> Result<(), StoreError> 
         save_queue(b, &original)?;
     }
     b.touch();
+    super::branches::deleted(&mut b.t.branches, &b.t.queues, &q, super::branches::RESCAN)?;
     b.t.queues.remove(q.seq)?;
     b.index(id, q.seq, Some(q.status), None)?;
     if q.status == Status::Waiting {

@@ -336,6 +336,47 @@ async fn the_badge_shows_the_newest_finished_queue_of_a_branch() {
     app.stop().await;
 }
 
+/// Anyone may ask for a badge, for any branch name. The answer comes from the store's branch
+/// index, not from reading the history newest first (which stopped after 100,000 queues): a
+/// branch whose last outcome is followed by more queues than that still shows it, and a
+/// made-up branch is `unknown` from one lookup however long the history (the cost is in
+/// `benches/history.rs`).
+#[tokio::test]
+async fn a_badge_finds_its_outcome_behind_a_long_history_and_made_up_branches_nothing() {
+    let app = spawn_app().await;
+    queue_ending(&app, "old", "quiet", "esp32", Status::Failed).await;
+    // 100,001 queues after it, on other branches: many in flight, so the writer folds them.
+    let store = &app.state.store;
+    let template = testarena::model::QueueRequest {
+        repo: REPO.into(),
+        branch: Some("busy".into()),
+        commit: None,
+        environment: "esp32".into(),
+        scenarios: vec![],
+        priority: 0,
+    };
+    let ids: Vec<u32> = (0..100_001).collect();
+    for chunk in ids.chunks(1000) {
+        let writes = chunk.iter().map(|n| {
+            let id = QueueId::parse(&format!("h-{n}")).unwrap();
+            store.enqueue(id, template.clone())
+        });
+        for written in futures_util::future::join_all(writes).await {
+            written.unwrap();
+        }
+    }
+    assert_eq!(
+        badge(&app, &[("repo", REPO), ("branch", "quiet")]).await.0,
+        "failed"
+    );
+    for n in 0..20 {
+        let made_up = format!("made-up-{n}");
+        let got = badge(&app, &[("repo", REPO), ("branch", made_up.as_str())]).await;
+        assert_eq!(got.0, "unknown", "{made_up}");
+    }
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn badge_refusals_are_json_and_name_the_parameter() {
     let app = spawn_app().await;
