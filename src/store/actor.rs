@@ -48,7 +48,7 @@ pub(crate) struct Tables<'t> {
     pub(super) meta: Table<'t, &'static str, u64>,
     pub(super) ids: Table<'t, &'static str, u64>,
     pub(super) statuses: Table<'t, (u8, u64), ()>,
-    pub(super) branches: Table<'t, (&'static str, &'static str, &'static str), u64>,
+    pub(super) branches: super::branches::BranchTable<'t>,
 }
 
 impl<'t> Tables<'t> {

@@ -11,6 +11,9 @@ use super::codec;
 use super::tables::{BRANCHES, QUEUES};
 use crate::model::Queue;
 
+/// `BRANCHES` as a write opens it.
+pub(super) type BranchTable<'t> = Table<'t, (&'static str, &'static str, &'static str), u64>;
+
 /// The most queues a delete reads to find the next older outcome of the branch whose newest it
 /// removes (each a decode of about a microsecond, in the writer thread).
 pub(super) const RESCAN: usize = 100_000;
@@ -27,10 +30,7 @@ fn key(q: &Queue) -> Option<(&str, &str, &str)> {
 
 /// Queue `q` has just finished: it is its branch's newest outcome unless a queue that arrived
 /// after it finished first.
-pub(super) fn finished(
-    branches: &mut Table<'_, (&'static str, &'static str, &'static str), u64>,
-    q: &Queue,
-) -> Result<(), StoreError> {
+pub(super) fn finished(branches: &mut BranchTable<'_>, q: &Queue) -> Result<(), StoreError> {
     let Some(key) = key(q) else {
         return Ok(());
     };
@@ -48,7 +48,7 @@ pub(super) fn finished(
 /// the next older one takes its place, found by reading the queues that arrived before it,
 /// newest first, at most `limit` of them (a delete is rare; an old branch's entry goes).
 pub(super) fn deleted(
-    branches: &mut Table<'_, (&'static str, &'static str, &'static str), u64>,
+    branches: &mut BranchTable<'_>,
     queues: &Table<'_, u64, &'static [u8]>,
     q: &Queue,
     limit: usize,
