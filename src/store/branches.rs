@@ -16,7 +16,7 @@ pub(super) type BranchTable<'t> = Table<'t, (&'static str, &'static str, &'stati
 
 /// The most queues a delete reads to find the next older outcome of the branch whose newest it
 /// removes (each a decode of about a microsecond, in the writer thread).
-pub(super) const RESCAN: usize = 100_000;
+const RESCAN: usize = 100_000;
 
 /// The index key of `q`, if it has one: queues enqueued without a branch are not indexed.
 fn key(q: &Queue) -> Option<(&str, &str, &str)> {
@@ -46,12 +46,11 @@ pub(super) fn finished(branches: &mut BranchTable<'_>, q: &Queue) -> Result<(), 
 
 /// Queue `q` is being deleted (it is still in `queues`): if it was its branch's newest outcome,
 /// the next older one takes its place, found by reading the queues that arrived before it,
-/// newest first, at most `limit` of them (a delete is rare; an old branch's entry goes).
+/// newest first, at most [`RESCAN`] of them (a delete is rare; an old branch's entry goes).
 pub(super) fn deleted(
     branches: &mut BranchTable<'_>,
     queues: &Table<'_, u64, &'static [u8]>,
     q: &Queue,
-    limit: usize,
 ) -> Result<(), StoreError> {
     let Some(key) = key(q) else {
         return Ok(());
@@ -60,7 +59,7 @@ pub(super) fn deleted(
         return Ok(());
     }
     let mut next = None;
-    for entry in queues.range(..q.seq)?.rev().take(limit) {
+    for entry in queues.range(..q.seq)?.rev().take(RESCAN) {
         let older: Queue = codec::decode(entry?.1.value())?;
         if older.status.is_outcome() && self::key(&older) == Some(key) {
             next = Some(older.seq);

@@ -389,7 +389,7 @@ pub(super) fn delete(b: &mut Batch<'_>, id: &QueueId) -> Result<(), StoreError> 
         save_queue(b, &original)?;
     }
     b.touch();
-    super::branches::deleted(&mut b.t.branches, &b.t.queues, &q, super::branches::RESCAN)?;
+    super::branches::deleted(&mut b.t.branches, &b.t.queues, &q)?;
     b.t.queues.remove(q.seq)?;
     b.index(id, q.seq, Some(q.status), None)?;
     if q.status == Status::Waiting {
