@@ -49,16 +49,20 @@
 //! - Cost of a step: `true` takes 39–44 ms as a step against 1.6–1.7 ms spawned locally (median
 //!   of 20 runs, two runs of the test).
 //!
-//! - `args`  the command lines of salloc, srun, squeue and scancel (pure)
-//! - `parse` what those commands print: salloc's progress, squeue's rows, error texts (pure)
-//! - `query` running one client command with a time limit, its failure typed
+//! - `args`   the command lines of salloc, srun, squeue and scancel (pure)
+//! - `parse`  what those commands print: salloc's progress, squeue's rows, error texts (pure)
+//! - `query`  running one client command with a time limit, its failure typed
+//! - `cancel` stopping a step or a job: `SIGTERM`, the grace, `SIGKILL`, confirmed with squeue
+//! - `shared` the check that the nodes see the data root at the server's path
 
 mod args;
+mod cancel;
 mod parse;
 mod query;
+mod shared;
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::pin;
 use std::str::FromStr;
 use std::time::Duration;
@@ -66,16 +70,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Child, DEFAULT_GRACE, DEFAULT_MAX_LINE, Exit, Limits, Spec, StopFirst, Stream};
+use super::{Child, DEFAULT_GRACE, DEFAULT_MAX_LINE, Exit, Spec, StopFirst};
 use parse::SallocEvent;
 
 pub use parse::{JobState, slurm_message, srun_error};
-
-/// How often squeue is asked while a job or step is expected to end (a cancel's confirmation).
-const CONFIRM_POLL: Duration = Duration::from_millis(100);
-
-/// How long a job or step may take to disappear from squeue after `SIGKILL`.
-const KILL_CONFIRM: Duration = Duration::from_secs(20);
 
 /// A Slurm job id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -215,17 +213,6 @@ pub enum Stop {
     Terminated,
     /// Still there after the grace period: killed with `SIGKILL`, then gone.
     Killed,
-}
-
-/// What a step or job cancel waits to disappear from squeue.
-#[derive(Debug, Clone, Copy)]
-enum Target<'a> {
-    /// The steps of `job` named `name`.
-    Step { job: JobId, name: &'a str },
-    /// Every step of `job`.
-    Steps(JobId),
-    /// The job itself (not ended).
-    Job(JobId),
 }
 
 impl Slurm {
@@ -388,58 +375,6 @@ impl Slurm {
         }
     }
 
-    /// Stops the steps of `job` named `name`: `SIGTERM` to them, up to the grace period for them
-    /// to end, `SIGKILL`, then waits until squeue lists none (Slurm sends no notice: squeue is
-    /// polled every 100 ms).
-    pub async fn cancel_step(&self, job: JobId, name: &str) -> Result<Stop, SlurmError> {
-        self.stop(Target::Step { job, name }).await
-    }
-
-    /// Ends the job `job` (an allocation, ours or a dead server's): its steps get `SIGTERM`, the
-    /// grace period, `SIGKILL`; then the job is ended and squeue polled until it is gone. A
-    /// pending job is withdrawn at once.
-    pub async fn cancel_job(&self, job: JobId) -> Result<Stop, SlurmError> {
-        match self.job_state(job).await? {
-            None => return Ok(Stop::NotRunning),
-            Some(state) if state.ended() => return Ok(Stop::NotRunning),
-            Some(state) if state.pending() => {
-                self.scancel(None, &[job.to_string()]).await?;
-                self.confirm(Target::Job(job), KILL_CONFIRM).await?;
-                return Ok(Stop::Terminated);
-            }
-            Some(_) => {}
-        }
-        let stop = self.stop(Target::Steps(job)).await?;
-        self.scancel(None, &[job.to_string()]).await?;
-        self.confirm(Target::Job(job), KILL_CONFIRM).await?;
-        Ok(match stop {
-            Stop::NotRunning => Stop::Terminated,
-            stop => stop,
-        })
-    }
-
-    /// Gives the allocation back: [`Slurm::cancel_job`] of its job.
-    pub async fn release(&self, alloc: Allocation) -> Result<Stop, SlurmError> {
-        self.cancel_job(alloc.job).await
-    }
-
-    /// Cancels every live job named exactly `name` (recovery when no job id was stored: a crash
-    /// between the submission and the store's write). Returns the ids it cancelled.
-    pub async fn cancel_by_name(&self, name: &str) -> Result<Vec<JobId>, SlurmError> {
-        check_name(name)?;
-        let out = self
-            .query("squeue", args::jobs_named_argv(name))
-            .await?
-            .ok()?;
-        let jobs: Vec<JobId> = parse::ids_named(&out, name)
-            .filter_map(|id| id.parse().ok())
-            .collect();
-        for job in &jobs {
-            self.cancel_job(*job).await?;
-        }
-        Ok(jobs)
-    }
-
     /// The job's state and reason; `None` once squeue no longer lists it.
     pub async fn job_state(&self, job: JobId) -> Result<Option<JobState>, SlurmError> {
         let out = self.query("squeue", args::job_state_argv(job)).await?;
@@ -453,154 +388,6 @@ impl Slurm {
     pub async fn step_ids(&self, job: JobId, name: &str) -> Result<Vec<String>, SlurmError> {
         let out = self.query("squeue", args::steps_argv(job)).await?.ok()?;
         Ok(parse::ids_named(&out, name).map(str::to_owned).collect())
-    }
-
-    /// Checks that the Slurm nodes see the data root as the server does: writes a marker with a
-    /// random token under `root`, reads it back from a step of a short allocation, compares.
-    pub async fn verify_shared_root(
-        &self,
-        root: &Path,
-        cancel: &CancellationToken,
-    ) -> Result<(), SlurmError> {
-        let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes).map_err(|e| SlurmError::NotShared(e.to_string()))?;
-        let token = hex::encode(bytes);
-        let marker = root.join(format!(".testarena-shared-{token}"));
-        tokio::fs::write(&marker, &token)
-            .await
-            .map_err(|e| SlurmError::NotShared(format!("{}: {e}", marker.display())))?;
-        let result = self.read_back(root, &marker, cancel).await;
-        let _ = tokio::fs::remove_file(&marker).await;
-        let seen = result?;
-        if seen.trim() == token {
-            Ok(())
-        } else {
-            Err(SlurmError::NotShared(format!(
-                "a step read {:?} from {}, where the server wrote {token:?}; mount the data root \
-                 at the same path on every node",
-                seen.trim(),
-                marker.display()
-            )))
-        }
-    }
-
-    async fn read_back(
-        &self,
-        root: &Path,
-        marker: &Path,
-        cancel: &CancellationToken,
-    ) -> Result<String, SlurmError> {
-        let name = "testarena/shared-root-check";
-        let alloc = self
-            .allocate(name, Duration::from_secs(60), cancel, |_| {})
-            .await?;
-        let cat = Spec::new(
-            vec!["cat".into(), marker.to_string_lossy().into_owned()],
-            root,
-        );
-        let spec = self.step(&alloc, cat, &format!("{name}/read"), None);
-        let limits = Limits {
-            timeout: Some(self.command_timeout),
-            ..Limits::default()
-        };
-        let mut seen = String::new();
-        let mut errors = Vec::new();
-        let ran = super::run(&spec, &limits, cancel, |line| match line.stream {
-            Stream::Stdout => seen.push_str(&line.text),
-            Stream::Stderr => errors.push(line.text),
-        })
-        .await;
-        self.release(alloc).await?;
-        match ran {
-            Ok(ending) if ending.success() => Ok(seen),
-            Ok(ending) => {
-                let detail = format!("{ending}: {}", errors.join("; "));
-                Err(match errors.iter().find_map(|l| srun_error(l)) {
-                    Some(e) => e,
-                    None => SlurmError::NotShared(format!(
-                        "a step could not read {}: {detail}",
-                        marker.display()
-                    )),
-                })
-            }
-            Err(e) => Err(query::not_installed(e)),
-        }
-    }
-
-    /// `SIGTERM`, grace, `SIGKILL` to `target`'s steps, then confirmation that they are gone.
-    async fn stop(&self, target: Target<'_>) -> Result<Stop, SlurmError> {
-        let ids = self.live(target).await?;
-        if ids.is_empty() {
-            return Ok(Stop::NotRunning);
-        }
-        let ids = match target {
-            Target::Step { .. } => ids,
-            Target::Steps(job) | Target::Job(job) => vec![job.to_string()],
-        };
-        self.scancel(Some("TERM"), &ids).await?;
-        if self.wait_gone(target, self.grace).await? {
-            return Ok(Stop::Terminated);
-        }
-        self.scancel(Some("KILL"), &ids).await?;
-        self.confirm(target, KILL_CONFIRM).await?;
-        Ok(Stop::Killed)
-    }
-
-    /// What of `target` squeue still lists: step ids, or the job's id while it has not ended.
-    async fn live(&self, target: Target<'_>) -> Result<Vec<String>, SlurmError> {
-        match target {
-            Target::Step { job, name } => self.step_ids(job, name).await,
-            Target::Steps(job) => {
-                let out = self.query("squeue", args::steps_argv(job)).await?.ok()?;
-                Ok(out
-                    .lines()
-                    .filter_map(|l| l.split_once('|'))
-                    .map(|(id, _)| id.trim().to_owned())
-                    .collect())
-            }
-            Target::Job(job) => Ok(match self.job_state(job).await? {
-                Some(state) if !state.ended() => vec![job.to_string()],
-                _ => Vec::new(),
-            }),
-        }
-    }
-
-    /// Polls squeue until `target` is gone (true) or `within` passed (false).
-    async fn wait_gone(&self, target: Target<'_>, within: Duration) -> Result<bool, SlurmError> {
-        let deadline = Instant::now() + within;
-        loop {
-            if self.live(target).await?.is_empty() {
-                return Ok(true);
-            }
-            if Instant::now() >= deadline {
-                return Ok(false);
-            }
-            tokio::time::sleep(CONFIRM_POLL.min(deadline - Instant::now())).await;
-        }
-    }
-
-    async fn confirm(&self, target: Target<'_>, within: Duration) -> Result<(), SlurmError> {
-        if self.wait_gone(target, within).await? {
-            Ok(())
-        } else {
-            Err(SlurmError::NotGone(match target {
-                Target::Step { job, name } => format!("step {name} of job {job}"),
-                Target::Steps(job) => format!("a step of job {job}"),
-                Target::Job(job) => format!("job {job}"),
-            }))
-        }
-    }
-
-    /// scancel; a target that is already gone is no error.
-    async fn scancel(&self, signal: Option<&str>, targets: &[String]) -> Result<(), SlurmError> {
-        let out = self
-            .query("scancel", args::scancel_argv(signal, targets))
-            .await?;
-        if out.success || parse::gone(&out.stderr) {
-            Ok(())
-        } else {
-            out.ok().map(drop)
-        }
     }
 
     /// The `slurm.conf` the commands use, when one is named.
@@ -639,61 +426,4 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_step_keeps_the_spec_s_directory_environment_and_stdin() {
-        let mut slurm = Slurm::new("p");
-        slurm.conf = Some("/etc/cluster/slurm.conf".into());
-        let alloc = Allocation {
-            job: JobId(5),
-            name: "testarena/q".into(),
-        };
-        let spec = Spec::new(vec!["qemu".into(), "-nographic".into()], "/data/q/repo")
-            .env("A", "1")
-            .with_stdin();
-        let mut confined = spec.clone();
-        confined.clean_env = true;
-        let step = slurm.step(&alloc, confined, "testarena/q/boot", None);
-        assert_eq!(step.cwd, spec.cwd);
-        assert!(step.stdin && step.clean_env);
-        assert_eq!(
-            step.env,
-            [
-                ("A".into(), "1".into()),
-                ("SLURM_CONF".into(), "/etc/cluster/slurm.conf".into())
-            ]
-        );
-        assert_eq!(step.argv[0], "srun");
-        assert!(step.argv.contains(&"--jobid=5".into()));
-        assert!(step.argv.ends_with(&["qemu".into(), "-nographic".into()]));
-    }
-
-    #[test]
-    fn waiting_reads_as_a_reason() {
-        let pending = Waiting::Pending {
-            job: JobId(123),
-            reason: "Resources".into(),
-        };
-        assert_eq!(pending.to_string(), "job 123 pending (Resources)");
-        assert_eq!(pending.job(), JobId(123));
-        let silent = Waiting::NoAnswer {
-            job: JobId(9),
-            detail: "timeout".into(),
-        };
-        assert!(silent.to_string().contains("does not answer"), "{silent}");
-    }
-
-    #[test]
-    fn names_and_errors() {
-        assert!(check_name("testarena/q-1.x/boot_2").is_ok());
-        for bad in ["", "a,b", "a b"] {
-            assert!(check_name(bad).is_err(), "{bad:?}");
-        }
-        assert!(SlurmError::Unavailable("x".into()).is_unavailable());
-        assert!(!SlurmError::Ended("x".into()).is_unavailable());
-        assert_eq!("42".parse::<JobId>().unwrap(), JobId(42));
-        assert!("4.2".parse::<JobId>().is_err());
-    }
-}
+mod tests;
