@@ -2,7 +2,7 @@
 //! seq) (`STATUSES`) and the number of queues per status (in `META`).
 //!
 //! Every write that adds, removes or moves a queue changes them in the same transaction
-//! (`writes.rs` through [`Batch`](super::actor::Batch)), so opening a file reads none of them
+//! (`writes` through [`Batch`](super::actor::Batch)), so opening a file reads none of them
 //! and costs the same whatever the history: no scan of the queues at start-up, and nothing per
 //! queue in memory. A listing filtered by status reads the status index from the newest
 //! queue of that status back, and start-up recovery finds the `running` queues there.

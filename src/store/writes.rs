@@ -3,24 +3,28 @@
 //! Rule: an operation validates everything before it writes anything, so a refused request
 //! leaves no trace in a batch that commits. A state change updates the record, its indexes and
 //! the event table in the same transaction.
+//!
+//! Here: what every write uses (a queue and its tasks loaded and saved, a status change with its
+//! indexes), and the writes of a queue once it exists: its resolved commit, the claim, the end,
+//! an abort, a re-queue, recovery, deletion.
+//!
+//! - `create` new queues: an enqueue, a re-run of a finished queue
+//! - `tasks`  a queue's task list, a task's status, a test's result
+
+mod create;
+mod tasks;
 
 use redb::ReadableTable;
 
 use super::actor::{Batch, Tables};
 use super::codec;
 use super::index;
-use super::{ClaimFilter, QueueView, StoreError};
-use crate::model::{
-    MAX_ID_LEN, Origin, Queue, QueueId, QueueRequest, Status, Task, TaskId, TestResult, now_millis,
-};
+use super::{ClaimFilter, StoreError};
+use crate::model::{Queue, QueueId, Status, Task, TaskId, now_millis};
 
-/// What an enqueue did.
-#[derive(Debug, Clone)]
-pub enum Enqueued {
-    Created(QueueView),
-    /// The same id with the same request was stored before: nothing changed.
-    Existing(QueueView),
-}
+pub use create::{Enqueued, RerunOnly};
+pub(super) use create::{enqueue, rerun};
+pub(super) use tasks::{record_test, set_tasks, task_status};
 
 pub(super) fn load_queue(b: &Batch<'_>, id: &QueueId) -> Result<Queue, StoreError> {
     let not_found = || StoreError::NotFound(id.to_string());
@@ -114,155 +118,6 @@ impl NewTasks {
         self.0.len() == scenarios.len()
             && self.0.iter().zip(scenarios).all(|(t, s)| &t.scenario == s)
     }
-}
-
-pub(super) fn enqueue(
-    b: &mut Batch<'_>,
-    id: QueueId,
-    request: QueueRequest,
-    origin: Origin,
-    tasks: NewTasks,
-) -> Result<Enqueued, StoreError> {
-    match load_queue(b, &id) {
-        Ok(existing) => {
-            if existing.request == request {
-                let tasks = load_tasks(&b.t, existing.seq)?;
-                return Ok(Enqueued::Existing(QueueView {
-                    queue: existing,
-                    tasks,
-                }));
-            }
-            return Err(StoreError::Conflict(format!(
-                "queue {id} already exists with a different request: use another id, or repeat the same body"
-            )));
-        }
-        Err(StoreError::NotFound(_)) => {}
-        Err(e) => return Err(e),
-    }
-    debug_assert!(tasks.are_for(&request.scenarios));
-    let view = create(b, id, request, origin, None, tasks)?;
-    Ok(Enqueued::Created(view))
-}
-
-/// Stores a new waiting queue with its tasks; its id is known to be free.
-fn create(
-    b: &mut Batch<'_>,
-    id: QueueId,
-    request: QueueRequest,
-    origin: Origin,
-    rerun_of: Option<QueueId>,
-    NewTasks(tasks): NewTasks,
-) -> Result<QueueView, StoreError> {
-    // The creation event's sequence number is the queue's arrival order.
-    let seq = b.record(&id, None, None, Some(Status::Waiting))?;
-    let queue = Queue {
-        id: id.clone(),
-        status: Status::Waiting,
-        request,
-        seq,
-        created_at: now_millis(),
-        started_at: None,
-        finished_at: None,
-        attempt: 1,
-        error: None,
-        origin,
-        resolved_commit: None,
-        rerun_of,
-        reruns: Vec::new(),
-    };
-    save_queue(b, &queue)?;
-    insert_tasks(b, seq, &tasks)?;
-    b.t.waiting.insert(waiting_key(&queue), id.as_str())?;
-    b.index(&id, seq, None, Some(Status::Waiting))?;
-    Ok(QueueView { queue, tasks })
-}
-
-/// Which tasks a re-run runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RerunOnly {
-    /// The same scenarios as the original's request.
-    All,
-    /// The scenarios of the original's tasks that did not pass.
-    Failed,
-}
-
-/// A new queue that runs what finished queue `id` ran, at the commit it resolved: the same
-/// repository, branch, environment and priority, and its scenarios (or those of its tasks that
-/// did not pass). The original lists it among its re-runs, in the same commit.
-pub(super) fn rerun(
-    b: &mut Batch<'_>,
-    id: &QueueId,
-    only: RerunOnly,
-) -> Result<QueueView, StoreError> {
-    let mut original = load_queue(b, id)?;
-    if !original.status.is_terminal() {
-        return Err(StoreError::Conflict(format!(
-            "queue {id} is still {}: re-run it once it has finished (or abort it first)",
-            original.status
-        )));
-    }
-    let Some(commit) = original
-        .resolved_commit
-        .clone()
-        .or_else(|| original.request.commit.clone())
-    else {
-        return Err(StoreError::Conflict(format!(
-            "queue {id} ended before its checkout resolved a commit, so there is no commit to re-run: enqueue it again instead"
-        )));
-    };
-    let tasks = load_tasks(&b.t, original.seq)?;
-    let scenarios = match only {
-        RerunOnly::Failed if !tasks.is_empty() => {
-            let failed: Vec<String> = tasks
-                .iter()
-                .filter(|t| t.status != Status::Passed)
-                .map(|t| t.scenario.clone())
-                .collect();
-            if failed.is_empty() {
-                return Err(StoreError::Conflict(format!(
-                    "every task of queue {id} passed: there is nothing to re-run with only = failed"
-                )));
-            }
-            failed
-        }
-        // No task was made (it ended before its scenarios were known): all of them.
-        _ => original.request.scenarios.clone(),
-    };
-    let request = QueueRequest {
-        commit: Some(commit),
-        scenarios,
-        ..original.request.clone()
-    };
-    let new_id = rerun_id(b, &original)?;
-    let tasks = NewTasks::for_scenarios(request.scenarios.clone());
-    let view = create(
-        b,
-        new_id.clone(),
-        request,
-        Origin::Api,
-        Some(id.clone()),
-        tasks,
-    )?;
-    original.reruns.push(new_id);
-    save_queue(b, &original)?;
-    Ok(view)
-}
-
-/// `<id>.r<N>` for the first N from the number of re-runs so far whose id is free, the
-/// original's id shortened to leave room.
-fn rerun_id(b: &Batch<'_>, original: &Queue) -> Result<QueueId, StoreError> {
-    let base = original.id.as_str();
-    for n in original.reruns.len() + 1.. {
-        let suffix = format!(".r{n}");
-        let keep = base.len().min(MAX_ID_LEN - suffix.len());
-        let stem = base[..keep].trim_end_matches(['.', '-', '_']);
-        let candidate = QueueId::parse(&format!("{stem}{suffix}"))
-            .map_err(|e| StoreError::Other(format!("re-run id: {e}")))?;
-        if b.seq_of(&candidate)?.is_none() {
-            return Ok(candidate);
-        }
-    }
-    unreachable!("an unbounded range always yields a free id")
 }
 
 /// Records the commit a queue's checkout resolved.
@@ -418,87 +273,6 @@ pub(super) fn delete_finished(
         removed.push(id.clone());
     }
     Ok(removed)
-}
-
-pub(super) fn set_tasks(
-    b: &mut Batch<'_>,
-    id: &QueueId,
-    NewTasks(tasks): NewTasks,
-) -> Result<Vec<Task>, StoreError> {
-    let seq = load_queue(b, id)?.seq;
-    replace_tasks(b, seq, &tasks)?;
-    for t in &tasks {
-        b.record(id, Some(&t.id), None, Some(Status::Waiting))?;
-    }
-    Ok(tasks)
-}
-
-/// Loads the tasks of `id`, lets `f` change the one named `task`, saves them.
-fn with_task<T>(
-    b: &mut Batch<'_>,
-    id: &QueueId,
-    task: &TaskId,
-    f: impl FnOnce(&mut Task) -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    let seq = load_queue(b, id)?.seq;
-    let mut tasks = load_tasks(&b.t, seq)?;
-    let t = tasks
-        .iter_mut()
-        .find(|t| &t.id == task)
-        .ok_or_else(|| StoreError::NotFound(format!("{id}/{task}")))?;
-    let out = f(t)?;
-    replace_tasks(b, seq, &tasks)?;
-    Ok(out)
-}
-
-pub(super) fn task_status(
-    b: &mut Batch<'_>,
-    id: &QueueId,
-    task: &TaskId,
-    to: Status,
-    error: Option<String>,
-) -> Result<Task, StoreError> {
-    let mut from = to;
-    let updated = with_task(b, id, task, |t| {
-        from = t.status;
-        if t.status != to {
-            Status::task_transition(t.status, to)?;
-        }
-        let now = now_millis();
-        t.status = to;
-        if to == Status::Running {
-            t.started_at = Some(now);
-        } else if to.is_terminal() {
-            t.finished_at = Some(now);
-        }
-        if error.is_some() {
-            t.error = error;
-        }
-        Ok(t.clone())
-    })?;
-    if from != to {
-        b.record(id, Some(task), Some(from), Some(to))?;
-    }
-    Ok(updated)
-}
-
-pub(super) fn record_test(
-    b: &mut Batch<'_>,
-    id: &QueueId,
-    task: &TaskId,
-    result: TestResult,
-) -> Result<(), StoreError> {
-    with_task(b, id, task, |t| {
-        match t
-            .tests
-            .iter_mut()
-            .find(|r| r.suite == result.suite && r.name == result.name)
-        {
-            Some(slot) => *slot = result,
-            None => t.tests.push(result),
-        }
-        Ok(())
-    })
 }
 
 pub(super) fn requeue(
