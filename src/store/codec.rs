@@ -21,9 +21,16 @@ pub enum CodecError {
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Room for a typical record at once: grown from one byte, the buffer was reallocated
+    // about seven times per record, a measurable part of the writer's work per enqueue.
+    let mut buf = Vec::with_capacity(ENCODE_CAPACITY);
+    buf.push(SCHEMA);
     // Serializing our own plain records into a Vec cannot fail.
-    postcard::to_extend(value, vec![SCHEMA]).expect("postcard encodes into a Vec")
+    postcard::to_extend(value, buf).expect("postcard encodes into a Vec")
 }
+
+/// What [`encode`] reserves up front: a queue record with a few scenarios fits.
+const ENCODE_CAPACITY: usize = 512;
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     match bytes.split_first() {
