@@ -112,14 +112,10 @@ pub(super) fn newest(
             newest
         }
     };
-    let Some(seq) = seq else {
-        return Ok(None);
-    };
-    let queues = txn.open_table(QUEUES)?;
-    let queue = queues.get(seq)?;
-    queue
-        .map(|bytes| codec::decode(bytes.value()).map_err(StoreError::from))
-        .transpose()
+    match seq {
+        Some(seq) => super::reads::queue(&txn, seq),
+        None => Ok(None),
+    }
 }
 
 #[cfg(test)]

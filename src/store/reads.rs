@@ -30,7 +30,8 @@ pub struct EventsAfter {
     pub complete: bool,
 }
 
-fn queue(txn: &ReadTransaction, seq: u64) -> Result<Option<Queue>, StoreError> {
+/// The queue that arrived `seq`th, if it is still stored.
+pub(super) fn queue(txn: &ReadTransaction, seq: u64) -> Result<Option<Queue>, StoreError> {
     let queues = txn.open_table(QUEUES)?;
     match queues.get(seq)? {
         Some(v) => Ok(Some(codec::decode(v.value())?)),
